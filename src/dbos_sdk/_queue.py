@@ -1,0 +1,147 @@
+"""Queues: durable, rate-limited, concurrency-limited sets of workflows to run."""
+
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+import attrs
+
+from dbos_sdk._handles import WorkflowHandle, WorkflowHandleAsync, enqueue_workflow
+from dbos_sdk._registry import REGISTRY
+from dbos_sdk._runtime import Runtime
+from dbos_sdk._sysdb import INTERNAL_QUEUE, QueueLimits
+from dbos_sdk._workflow import start_row
+from dbos_sdk.errors import DBOSQueueError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@attrs.frozen(kw_only=True)
+class QueueRateLimit:
+    """At most ``limit`` workflows of the queue start in any ``period`` seconds."""
+
+    limit: int
+    period: float
+
+
+class Queue:
+    """A named queue of workflows, drained by every launched executor.
+
+    ``concurrency`` bounds the workflows of this queue running at once across all
+    executors; ``worker_concurrency`` bounds them per executor; ``limiter`` bounds how many
+    start per period; with ``priority_enabled``, lower ``priority`` values start first.
+    Declare queues at import time, before DBOS.launch().
+    """
+
+    name: str
+    concurrency: int | None
+    worker_concurrency: int | None
+    limiter: QueueRateLimit | None
+    priority_enabled: bool
+
+    def __init__(
+        self,
+        name: str,
+        concurrency: int | None = None,
+        worker_concurrency: int | None = None,
+        limiter: QueueRateLimit | None = None,
+        priority_enabled: bool = False,
+    ) -> None:
+        for setting, value in (
+            ("concurrency", concurrency),
+            ("worker_concurrency", worker_concurrency),
+        ):
+            if value is not None and value < 1:
+                raise DBOSQueueError(
+                    f"Queue({name!r}, {setting}={value}): use a positive number or None."
+                )
+        if (
+            concurrency is not None
+            and worker_concurrency is not None
+            and worker_concurrency > concurrency
+        ):
+            raise DBOSQueueError(
+                f"Queue({name!r}): worker_concurrency={worker_concurrency} exceeds "
+                f"concurrency={concurrency}; lower it to at most {concurrency}."
+            )
+        if limiter is not None and (limiter.limit < 1 or limiter.period <= 0):
+            raise DBOSQueueError(
+                f"Queue({name!r}, limiter={limiter}): limit must be >= 1 and period > 0 seconds."
+            )
+        self.name = name
+        self.concurrency = concurrency
+        self.worker_concurrency = worker_concurrency
+        self.limiter = limiter
+        self.priority_enabled = priority_enabled
+        with REGISTRY.lock:
+            REGISTRY.check_open(f"queue {name!r}")
+            REGISTRY.queues[name] = self
+
+    def enqueue(
+        self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandle[R]:
+        """Durably enqueue ``func(*args, **kwargs)``; return a handle to its result."""
+        return enqueue_workflow(self.name, func, args, kwargs)
+
+    async def enqueue_async(
+        self, func: Callable[P, Coroutine[Any, Any, R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandleAsync[R]:
+        """Enqueue an async workflow from async code; return an async handle."""
+        handle = enqueue_workflow(self.name, func, args, kwargs)
+        return WorkflowHandleAsync(handle.workflow_id)
+
+    def limits(self, local_free: int | None) -> QueueLimits:
+        lim = self.limiter
+        return QueueLimits(
+            name=self.name,
+            concurrency=self.concurrency,
+            local_free=local_free,
+            limit=lim.limit if lim else None,
+            period_ms=int(lim.period * 1000) if lim else None,
+            priority_enabled=self.priority_enabled,
+        )
+
+
+_BATCH = 100
+
+
+def queue_runner(rt: Runtime) -> None:
+    """Dequeue and start workflows until the runtime stops."""
+    internal = _internal_queue()
+    poll = rt.config.queue_poll_interval_s
+    while not rt.stopping:
+        started = 0
+        limited = False
+        for q in [*REGISTRY.queues.values(), internal]:
+            with rt.running_lock:
+                inflight = rt.queue_inflight.get(q.name, 0)
+                free_threads = rt.config.max_executor_threads - rt.background_inflight
+            local_free = free_threads
+            if q.worker_concurrency is not None:
+                local_free = min(local_free, q.worker_concurrency - inflight)
+            if q.limiter is not None:
+                limited = True
+            try:
+                rows = rt.sysdb.dequeue(q.limits(local_free), rt.config.executor_id, _BATCH)
+            except Exception:
+                if rt.stopping:
+                    return
+                rt.logger.exception("dequeue from %r failed; retrying", q.name)
+                rows = []
+            rows.sort(key=lambda r: (r.priority, r.created_at))
+            for row in rows:
+                start_row(rt, row, q.name)
+            started += len(rows)
+        if rt.stopping:
+            return
+        rt.wait_for_wake(0.0 if started else (min(poll, 0.05) if limited else poll))
+
+
+def _internal_queue() -> Queue:
+    q = Queue.__new__(Queue)
+    q.name = INTERNAL_QUEUE
+    q.concurrency = None
+    q.worker_concurrency = None
+    q.limiter = None
+    q.priority_enabled = False
+    return q

@@ -1,0 +1,273 @@
+"""The launched runtime: system database, worker threads, event loop, recovery, waiting."""
+
+import asyncio
+import concurrent.futures
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from dbos_sdk._config import DBOSConfig
+from dbos_sdk._outcome import Outcome, Prepared, Running, ShutdownInterrupt
+from dbos_sdk._registry import REGISTRY
+from dbos_sdk._serialization import JSONSerializer, PickleSerializer, Serializer
+from dbos_sdk._sysdb import SystemDatabase, now_ms, open_system_database
+
+logger = logging.getLogger("dbos_sdk")
+
+in_step: contextvars.ContextVar[bool] = contextvars.ContextVar("dbos_in_step", default=False)
+"""True while a step's function runs: steps and workflows it calls are plain calls."""
+
+_runtime: "Runtime | None" = None
+"""The one runtime of this process (module state allowed by design: there is one)."""
+
+
+def current_runtime() -> "Runtime | None":
+    return _runtime
+
+
+def set_runtime(rt: "Runtime | None") -> None:
+    global _runtime
+    _runtime = rt
+
+
+LaunchHook = Callable[["Runtime"], None]
+
+
+class Runtime:
+    """Everything that exists between DBOS.launch() and DBOS.shutdown()."""
+
+    def __init__(self, config: DBOSConfig) -> None:
+        self.config = config
+        self.logger = logger
+        self.launched = False
+        self.shutting_down = False
+        self._sysdb: SystemDatabase | None = None
+        self.running: dict[str, Running] = {}
+        self.running_lock = threading.Lock()
+        self.queue_inflight: dict[str, int] = {}
+        self.background_inflight = 0
+        self._serializers: dict[str, Serializer] = {
+            s.name: s for s in (PickleSerializer(), JSONSerializer(), config.serializer)
+        }
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._tasks: set[concurrent.futures.Future[Any]] = set()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.after_launch: list[LaunchHook] = []
+        self.before_shutdown: list[LaunchHook] = []
+
+    @property
+    def sysdb(self) -> SystemDatabase:
+        if self._sysdb is None:
+            raise RuntimeError("the system database is not open")
+        return self._sysdb
+
+    def serializer_for(self, name: str) -> Serializer:
+        return self._serializers.get(name, self.config.serializer)
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def launch(self, hooks: list[LaunchHook]) -> None:
+        sysdb = open_system_database(self.config)
+        try:
+            sysdb.migrate()
+        except BaseException:
+            sysdb.close()
+            raise
+        self._sysdb = sysdb
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.config.max_executor_threads, thread_name_prefix="dbos-workflow"
+        )
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._loop_thread = threading.Thread(
+            target=loop.run_forever, name="dbos-event-loop", daemon=True
+        )
+        self._loop_thread.start()
+        self.launched = True
+        REGISTRY.launched = True
+        try:
+            from dbos_sdk._queue import queue_runner
+            from dbos_sdk._workflow import recover
+
+            self._start_thread("dbos-queues", lambda: queue_runner(self))
+            self._start_thread("dbos-watcher", self._watch)
+            recover(self)
+            for hook in hooks:
+                hook(self)
+        except BaseException:
+            self.shutdown(workflow_timeout_s=0)
+            raise
+
+    def _start_thread(self, name: str, target: Callable[[], None]) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def shutdown(self, workflow_timeout_s: float = 10.0) -> None:
+        """Stop processing; unfinished workflows stay PENDING and are recovered later."""
+        if self.shutting_down:
+            return
+        for hook in self.before_shutdown:
+            try:
+                hook(self)
+            except Exception:
+                self.logger.exception("a shutdown hook failed")
+        self.shutting_down = True
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        loop = self._loop
+        if loop is not None:
+            for fut in list(self._tasks):
+                fut.cancel()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + workflow_timeout_s
+        while self.running and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(timeout=5)
+            if not loop.is_running():
+                loop.close()
+        self.launched = False
+        REGISTRY.launched = False
+        if self._sysdb is not None:
+            self._sysdb.close()
+
+    # --- claims on in-process execution --------------------------------------------------
+
+    def claim(
+        self, workflow_id: str, deadline_ms: int | None, queue: str | None
+    ) -> "Running | Prepared":
+        """Become this process's only executor of ``workflow_id``, or learn whom to wait on."""
+        with self.running_lock:
+            entry = self.running.get(workflow_id)
+            if entry is not None:
+                return Prepared("wait", entry=entry)
+            entry = Running(
+                workflow_id, concurrent.futures.Future(), threading.Event(), deadline_ms, queue
+            )
+            self.running[workflow_id] = entry
+            if queue is not None:
+                self.queue_inflight[queue] = self.queue_inflight.get(queue, 0) + 1
+            return entry
+
+    def release(self, entry: Running, outcome: Outcome | None) -> None:
+        """End a claim; waiters get ``outcome`` (None: the execution was abandoned)."""
+        with self.running_lock:
+            if self.running.get(entry.workflow_id) is entry:
+                del self.running[entry.workflow_id]
+            if entry.queue_name is not None:
+                self.queue_inflight[entry.queue_name] -= 1
+        if not entry.future.done():
+            if outcome is None:
+                entry.future.set_exception(ShutdownInterrupt(entry.workflow_id))
+            elif outcome.error is not None:
+                entry.future.set_exception(outcome.error)
+            else:
+                entry.future.set_result(outcome.value)
+        if entry.queue_name is not None:
+            self._wake.set()
+
+    def wake_queues(self) -> None:
+        self._wake.set()
+
+    def wait_for_wake(self, timeout: float) -> None:
+        self._wake.wait(timeout)
+        self._wake.clear()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # --- background execution --------------------------------------------------------------
+
+    # --- background execution --------------------------------------------------------------
+
+    def submit_async(self, coro: Coroutine[Any, Any, Outcome]) -> None:
+        """Run a workflow coroutine on the runtime's event loop."""
+        assert self._loop is not None
+        fut = asyncio.run_coroutine_threadsafe(_quiet(coro), self._loop)
+        self._tasks.add(fut)
+        fut.add_done_callback(self._tasks.discard)
+
+    def submit_sync(self, run: Callable[[], Outcome]) -> bool:
+        """Run a workflow function on a worker thread; False once the pool is shut down."""
+        assert self._pool is not None
+        with self.running_lock:
+            self.background_inflight += 1
+
+        def job() -> None:
+            try:
+                run()
+            except ShutdownInterrupt:
+                pass
+            except BaseException:
+                self.logger.exception("a background workflow failed to record its outcome")
+            finally:
+                with self.running_lock:
+                    self.background_inflight -= 1
+                self._wake.set()
+
+        try:
+            self._pool.submit(contextvars.Context().run, job)
+        except RuntimeError:
+            with self.running_lock:
+                self.background_inflight -= 1
+            return False
+        return True
+
+    def find_entry(self, workflow_id: str) -> Running | None:
+        with self.running_lock:
+            return self.running.get(workflow_id)
+
+    # --- cancellation and deadlines -------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Apply cancellations made by other processes, and deadlines, to running workflows."""
+        while not self._stop.wait(0.5):
+            try:
+                with self.running_lock:
+                    entries = list(self.running.values())
+                if not entries:
+                    continue
+                t = now_ms()
+                for e in entries:
+                    if (
+                        e.deadline_ms is not None
+                        and t >= e.deadline_ms
+                        and not e.cancelled.is_set()
+                    ):
+                        self.sysdb.cancel_workflow(e.workflow_id)
+                        e.cancelled.set()
+                statuses = self.sysdb.get_statuses([e.workflow_id for e in entries])
+                for e in entries:
+                    if statuses.get(e.workflow_id) == "CANCELLED":
+                        e.cancelled.set()
+            except Exception:
+                if not self._stop.is_set():
+                    self.logger.exception("the cancellation watcher failed; retrying")
+
+    def cancel_local(self, workflow_id: str) -> None:
+        entry = self.find_entry(workflow_id)
+        if entry is not None:
+            entry.cancelled.set()
+
+
+async def _quiet(coro: Coroutine[Any, Any, Outcome]) -> None:
+    try:
+        await coro
+    except (ShutdownInterrupt, asyncio.CancelledError):
+        pass
+    except BaseException:
+        logger.exception("a background workflow failed to record its outcome")

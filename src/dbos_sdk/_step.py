@@ -1,0 +1,158 @@
+"""How a step is replayed, or run with retries and checkpointed.
+
+The logic is one generator (:func:`step_protocol`) that yields what it needs done: call
+the function, or sleep before a retry. Thin sync and async drivers carry it out.
+"""
+
+import asyncio
+import time
+from collections.abc import Generator
+from typing import Any
+
+from dbos_sdk import _tracing
+from dbos_sdk._context import WorkflowContext, current_workflow
+from dbos_sdk._outcome import Outcome, ShutdownInterrupt, call_async, call_sync
+from dbos_sdk._registry import RegisteredFunction
+from dbos_sdk._runtime import Runtime, in_step
+from dbos_sdk._serialization import serialize_error, serialize_value
+from dbos_sdk._sysdb import StepRow, now_ms
+from dbos_sdk._workflow import load_value, recorded_step, runtime_for
+from dbos_sdk.errors import DBOSError, DBOSMaxStepRetriesExceededError, DBOSWorkflowCancelledError
+
+
+class _Call:
+    """Instruction: call the step's function and send back its Outcome."""
+
+
+CALL = _Call()
+
+StepProtocol = Generator["_Call | float", "Outcome | None", Outcome]
+
+
+def step_protocol(rt: Runtime, ctx: WorkflowContext, reg: RegisteredFunction) -> StepProtocol:
+    """Replay a recorded step, or run it (with retries) and record its outcome."""
+    fid = ctx.take_step_id()
+    rec = recorded_step(ctx, fid, reg.name)
+    if rec is not None:
+        return _step_outcome(rt, ctx, rec)
+    check_interrupts(rt, ctx)
+    opts = reg.step_options
+    attempts = opts.max_attempts if opts is not None and opts.retries_allowed else 1
+    interval = opts.interval_seconds if opts is not None else 0.0
+    errors: list[BaseException] = []
+    started = now_ms()
+    outcome = Outcome()
+    for attempt in range(1, attempts + 1):
+        got = yield CALL
+        assert got is not None
+        outcome = got
+        if outcome.error is None:
+            break
+        errors.append(outcome.error)
+        if attempt < attempts:
+            rt.logger.warning(
+                "Step %r of workflow %r failed (attempt %d of %d): %r; retrying in %.3gs",
+                reg.name,
+                ctx.workflow_id,
+                attempt,
+                attempts,
+                outcome.error,
+                interval,
+            )
+            yield interval
+            check_interrupts(rt, ctx)
+            interval *= opts.backoff_rate if opts is not None else 1.0
+    if outcome.error is not None and attempts > 1:
+        outcome = Outcome(error=DBOSMaxStepRetriesExceededError(reg.name, attempts, errors))
+    ser = rt.config.serializer
+    if outcome.error is None:
+        try:
+            out = serialize_value(ser, outcome.value, f"the output of step {reg.name!r}")
+            err = None
+        except DBOSError as exc:
+            outcome, out, err = Outcome(error=exc), None, serialize_error(ser, exc)
+    else:
+        out, err = None, serialize_error(ser, outcome.error)
+    row = StepRow(fid, reg.name, out, err, None, ser.name, started, now_ms())
+    winner = rt.sysdb.record_step(ctx.workflow_id, row)
+    if winner is not None:  # another execution of this workflow recorded it first
+        return _step_outcome(rt, ctx, winner)
+    return outcome
+
+
+def _step_outcome(rt: Runtime, ctx: WorkflowContext, rec: StepRow) -> Outcome:
+    what = f"step {rec.function_id} ({rec.function_name}) of workflow {ctx.workflow_id!r}"
+    if rec.error is not None:
+        return Outcome(error=load_value(rt, rec.error, rec.serialization, f"the error of {what}"))
+    return Outcome(value=load_value(rt, rec.output, rec.serialization, f"the output of {what}"))
+
+
+def check_interrupts(rt: Runtime, ctx: WorkflowContext) -> None:
+    """Stop the workflow before its next step if it was cancelled, timed out, or the
+    runtime is shutting down."""
+    if rt.shutting_down:
+        raise ShutdownInterrupt(ctx.workflow_id)
+    if ctx.cancelled.is_set():
+        raise DBOSWorkflowCancelledError(ctx.workflow_id)
+    if ctx.deadline_ms is not None and now_ms() >= ctx.deadline_ms:
+        raise DBOSWorkflowCancelledError(ctx.workflow_id, "its timeout or deadline passed")
+
+
+def _step_attrs(ctx: WorkflowContext) -> dict[str, Any]:
+    return {"dbos.workflow_id": ctx.workflow_id, "dbos.kind": "step"}
+
+
+def run_step_sync(reg: RegisteredFunction, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    ctx = current_workflow.get()
+    if ctx is None or in_step.get():
+        return reg.func(*args, **kwargs)  # outside a workflow (or nested): a plain call
+    rt = runtime_for(f"Step {reg.name!r}")
+    gen = step_protocol(rt, ctx, reg)
+    outcome: Outcome
+    with _tracing.span(reg.name, _step_attrs(ctx)) as sp:
+        try:
+            instr = next(gen)
+            while True:
+                if isinstance(instr, _Call):
+                    token = in_step.set(True)
+                    try:
+                        res: Outcome | None = call_sync(reg.func, args, kwargs)
+                    finally:
+                        in_step.reset(token)
+                else:
+                    time.sleep(instr)
+                    res = None
+                instr = gen.send(res)
+        except StopIteration as stop:
+            outcome = stop.value
+        sp.record(outcome.error)
+    return outcome.unwrap()
+
+
+async def run_step_async(
+    reg: RegisteredFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    ctx = current_workflow.get()
+    if ctx is None or in_step.get():
+        return await reg.func(*args, **kwargs)
+    rt = runtime_for(f"Step {reg.name!r}")
+    gen = step_protocol(rt, ctx, reg)
+    outcome: Outcome
+    with _tracing.span(reg.name, _step_attrs(ctx)) as sp:
+        try:
+            instr = next(gen)
+            while True:
+                if isinstance(instr, _Call):
+                    token = in_step.set(True)
+                    try:
+                        res: Outcome | None = await call_async(reg.func, args, kwargs)
+                    finally:
+                        in_step.reset(token)
+                else:
+                    await asyncio.sleep(instr)
+                    res = None
+                instr = gen.send(res)
+        except StopIteration as stop:
+            outcome = stop.value
+        sp.record(outcome.error)
+    return outcome.unwrap()

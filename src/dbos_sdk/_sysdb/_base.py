@@ -1,0 +1,552 @@
+"""The system database interface, with the SQL both backends share.
+
+A backend supplies connections (:meth:`SystemDatabase._cursor` for one autocommitted
+statement, :meth:`SystemDatabase._transaction` for several), its dialect's few differences
+(placeholders, row locking, queue locking) and its DDL runner. Everything else, including
+all the SQL, lives here once.
+"""
+
+import json
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from dbos_sdk._sysdb._schema import MIGRATIONS, SCHEMA_VERSION
+from dbos_sdk.errors import DBOSSchemaVersionError
+
+INTERNAL_QUEUE = "_dbos_internal_queue"
+"""Resumed and forked workflows are enqueued here; every executor drains it."""
+
+TERMINAL_STATUSES = frozenset({"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
+
+_WS_COLUMNS = (
+    "workflow_uuid, status, name, class_name, config_name, inputs, output, error, serialization, "
+    "executor_id, application_version, queue_name, priority, authenticated_user, assumed_role, "
+    "authenticated_roles, created_at, updated_at, started_at, completed_at, timeout_ms, "
+    "deadline_epoch_ms, recovery_attempts, forked_from"
+)
+_STEP_COLUMNS = (
+    "function_id, function_name, output, error, child_workflow_id, serialization, "
+    "started_at, completed_at"
+)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@runtime_checkable
+class Cursor(Protocol):
+    """The part of a DB-API cursor the SQL here uses (sqlite3 and psycopg both fit)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs one statement and returns the cursor to read its result from."""
+
+    def __call__(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRow:
+    """One row of the workflow status table."""
+
+    workflow_id: str
+    status: str
+    name: str
+    class_name: str | None
+    config_name: str | None
+    inputs: str | None
+    output: str | None
+    error: str | None
+    serialization: str
+    executor_id: str | None
+    application_version: str
+    queue_name: str | None
+    priority: int
+    authenticated_user: str | None
+    assumed_role: str | None
+    authenticated_roles: list[str] | None
+    created_at: int
+    updated_at: int
+    started_at: int | None
+    completed_at: int | None
+    timeout_ms: int | None
+    deadline_epoch_ms: int | None
+    recovery_attempts: int
+    forked_from: str | None
+
+    @staticmethod
+    def from_db(row: Sequence[Any]) -> "WorkflowRow":
+        values = list(row)
+        roles = values[15]
+        values[15] = json.loads(roles) if roles is not None else None
+        return WorkflowRow(*values)
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    """One recorded step (operation output) of a workflow."""
+
+    function_id: int
+    function_name: str
+    output: str | None
+    error: str | None
+    child_workflow_id: str | None
+    serialization: str
+    started_at: int
+    completed_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueLimits:
+    """What a dequeue must respect; ``local_free`` is what this executor may still start."""
+
+    name: str
+    concurrency: int | None
+    local_free: int | None
+    limit: int | None
+    period_ms: int | None
+    priority_enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowFilter:
+    workflow_ids: Sequence[str] | None = None
+    status: Sequence[str] | None = None
+    name: str | None = None
+    queue_name: str | None = None
+    executor_id: str | None = None
+    start_time_ms: int | None = None
+    end_time_ms: int | None = None
+    limit: int | None = None
+    offset: int | None = None
+    newest_first: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchStateRow:
+    service: str
+    workflow_fn_name: str
+    key: str
+    value: str | None
+    update_time: float | None
+    update_seq: int | None
+
+
+class SystemDatabase(ABC):
+    """Durable record of workflows, steps, queues and receiver state."""
+
+    backend: str
+    url_for_messages: str
+
+    def __init__(self) -> None:
+        self._round_trips = 0
+        self._rt_lock = threading.Lock()
+        names = self._table_names()
+        self._ws = names["ws"]
+        self._ops = names["ops"]
+        self._kv = names["kv"]
+
+    # --- what a backend supplies -------------------------------------------------------
+
+    @abstractmethod
+    def _table_names(self) -> dict[str, str]:
+        """Table names for ``ws``, ``ops``, ``kv``, ``ver`` and the index prefix ``ix``."""
+
+    @abstractmethod
+    def _cursor(self) -> AbstractContextManager[Executor]:
+        """An executor whose every statement commits on its own."""
+
+    @abstractmethod
+    def _transaction(self, *, lock_queue: str | None = None) -> AbstractContextManager[Executor]:
+        """An executor whose statements commit together; ``lock_queue`` serializes dequeuers
+        of that queue across processes where the backend has several."""
+
+    @abstractmethod
+    def _migrate_locked(self, run: Callable[[Executor], None]) -> None:
+        """Call ``run(executor)`` with migrations serialized across processes."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release every connection."""
+
+    skip_locked: str = ""
+    """Row-locking clause for the dequeue select (empty where one writer exists)."""
+
+    def _count(self, n: int = 1) -> None:
+        with self._rt_lock:
+            self._round_trips += n
+
+    @property
+    def round_trips(self) -> int:
+        """Statements sent so far (BEGIN and COMMIT of a transaction count too)."""
+        return self._round_trips
+
+    # --- schema ------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; return the version it is now at."""
+        names = self._table_names()
+
+        def run(ex: Executor) -> None:
+            ex(f"CREATE TABLE IF NOT EXISTS {names['ver']} (version INTEGER NOT NULL)")
+            row = ex(f"SELECT version FROM {names['ver']}").fetchone()
+            current = int(row[0]) if row else 0
+            if current > SCHEMA_VERSION:
+                raise DBOSSchemaVersionError(
+                    f"The system database at {self.url_for_messages} is at schema version "
+                    f"{current}, newer than this dbos-sdk understands ({SCHEMA_VERSION}). "
+                    "Upgrade dbos-sdk, or point system_database_url at another database."
+                )
+            for version in range(current, SCHEMA_VERSION):
+                for stmt in MIGRATIONS[version]:
+                    ex(stmt.format(**names))
+            if row is None:
+                ex(f"INSERT INTO {names['ver']} (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif current != SCHEMA_VERSION:
+                ex(f"UPDATE {names['ver']} SET version = ?", (SCHEMA_VERSION,))
+
+        self._migrate_locked(run)
+        return SCHEMA_VERSION
+
+    # --- workflows ---------------------------------------------------------------------
+
+    def insert_workflow(self, row: WorkflowRow) -> WorkflowRow | None:
+        """Insert a new workflow; on an existing ID insert nothing and return the stored row."""
+        roles = json.dumps(row.authenticated_roles) if row.authenticated_roles is not None else None
+        with self._cursor() as ex:
+            cur = ex(
+                f"INSERT INTO {self._ws} ({_WS_COLUMNS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (workflow_uuid) DO NOTHING RETURNING workflow_uuid",
+                (
+                    row.workflow_id,
+                    row.status,
+                    row.name,
+                    row.class_name,
+                    row.config_name,
+                    row.inputs,
+                    row.output,
+                    row.error,
+                    row.serialization,
+                    row.executor_id,
+                    row.application_version,
+                    row.queue_name,
+                    row.priority,
+                    row.authenticated_user,
+                    row.assumed_role,
+                    roles,
+                    row.created_at,
+                    row.updated_at,
+                    row.started_at,
+                    row.completed_at,
+                    row.timeout_ms,
+                    row.deadline_epoch_ms,
+                    row.recovery_attempts,
+                    row.forked_from,
+                ),
+            )
+            if cur.fetchone() is not None:
+                return None
+            existing = ex(
+                f"SELECT {_WS_COLUMNS} FROM {self._ws} WHERE workflow_uuid = ?", (row.workflow_id,)
+            ).fetchone()
+        assert existing is not None, "a conflicting row cannot vanish: rows are never deleted"
+        return WorkflowRow.from_db(existing)
+
+    def finish_workflow(
+        self, workflow_id: str, status: str, output: str | None, error: str | None
+    ) -> bool:
+        """Record a PENDING workflow's outcome; False if it is no longer PENDING (cancelled)."""
+        t = now_ms()
+        with self._cursor() as ex:
+            cur = ex(
+                f"UPDATE {self._ws} SET status = ?, output = ?, error = ?, updated_at = ?, "
+                "completed_at = ? WHERE workflow_uuid = ? AND status = 'PENDING'",
+                (status, output, error, t, t, workflow_id),
+            )
+            return cur.rowcount > 0
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
+        with self._cursor() as ex:
+            row = ex(
+                f"SELECT {_WS_COLUMNS} FROM {self._ws} WHERE workflow_uuid = ?", (workflow_id,)
+            ).fetchone()
+        return WorkflowRow.from_db(row) if row is not None else None
+
+    def get_statuses(self, workflow_ids: Sequence[str]) -> dict[str, str]:
+        if not workflow_ids:
+            return {}
+        marks = ", ".join("?" for _ in workflow_ids)
+        with self._cursor() as ex:
+            rows = ex(
+                f"SELECT workflow_uuid, status FROM {self._ws} WHERE workflow_uuid IN ({marks})",
+                tuple(workflow_ids),
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def list_workflows(self, f: WorkflowFilter) -> list[WorkflowRow]:
+        where: list[str] = []
+        params: list[Any] = []
+        if f.workflow_ids is not None:
+            if not f.workflow_ids:
+                return []
+            where.append(f"workflow_uuid IN ({', '.join('?' for _ in f.workflow_ids)})")
+            params.extend(f.workflow_ids)
+        if f.status is not None:
+            if not f.status:
+                return []
+            where.append(f"status IN ({', '.join('?' for _ in f.status)})")
+            params.extend(f.status)
+        for column, value in (
+            ("name", f.name),
+            ("queue_name", f.queue_name),
+            ("executor_id", f.executor_id),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if f.start_time_ms is not None:
+            where.append("created_at >= ?")
+            params.append(f.start_time_ms)
+        if f.end_time_ms is not None:
+            where.append("created_at <= ?")
+            params.append(f.end_time_ms)
+        sql = f"SELECT {_WS_COLUMNS} FROM {self._ws}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        order = "DESC" if f.newest_first else "ASC"
+        sql += f" ORDER BY created_at {order}, workflow_uuid {order}"
+        if f.limit is not None:
+            sql += " LIMIT ?"
+            params.append(f.limit)
+            if f.offset is not None:
+                sql += " OFFSET ?"
+                params.append(f.offset)
+        with self._cursor() as ex:
+            rows = ex(sql, tuple(params)).fetchall()
+        return [WorkflowRow.from_db(r) for r in rows]
+
+    def pending_workflows(self, executor_id: str) -> list[WorkflowRow]:
+        """This executor's PENDING workflows, oldest first: what recovery resumes."""
+        with self._cursor() as ex:
+            rows = ex(
+                f"SELECT {_WS_COLUMNS} FROM {self._ws} WHERE status = 'PENDING' AND "
+                "executor_id = ? ORDER BY created_at",
+                (executor_id,),
+            ).fetchall()
+        return [WorkflowRow.from_db(r) for r in rows]
+
+    def note_recovery_attempt(self, workflow_id: str, max_attempts: int) -> bool:
+        """Count one recovery of a PENDING workflow; False (and mark it so) past the limit."""
+        with self._transaction() as ex:
+            row = ex(
+                f"UPDATE {self._ws} SET recovery_attempts = recovery_attempts + 1 "
+                "WHERE workflow_uuid = ? AND status = 'PENDING' RETURNING recovery_attempts",
+                (workflow_id,),
+            ).fetchone()
+            if row is None:
+                return False
+            if int(row[0]) > max_attempts:
+                ex(
+                    f"UPDATE {self._ws} SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', "
+                    "updated_at = ? WHERE workflow_uuid = ?",
+                    (now_ms(), workflow_id),
+                )
+                return False
+        return True
+
+    def cancel_workflow(self, workflow_id: str) -> str | None:
+        """Mark a workflow CANCELLED unless it already ended; return its status (None: absent)."""
+        with self._transaction() as ex:
+            ex(
+                f"UPDATE {self._ws} SET status = 'CANCELLED', updated_at = ? "
+                "WHERE workflow_uuid = ? AND status IN ('PENDING', 'ENQUEUED')",
+                (now_ms(), workflow_id),
+            )
+            row = ex(f"SELECT status FROM {self._ws} WHERE workflow_uuid = ?", (workflow_id,))
+            found = row.fetchone()
+        return str(found[0]) if found is not None else None
+
+    def resume_workflow(self, workflow_id: str) -> str | None:
+        """Enqueue a cancelled or failed-by-recovery workflow on the internal queue again."""
+        with self._transaction() as ex:
+            ex(
+                f"UPDATE {self._ws} SET status = 'ENQUEUED', queue_name = ?, executor_id = NULL, "
+                "started_at = NULL, deadline_epoch_ms = NULL, timeout_ms = NULL, "
+                "recovery_attempts = 0, updated_at = ? WHERE workflow_uuid = ? "
+                "AND status IN ('CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', 'ENQUEUED')",
+                (INTERNAL_QUEUE, now_ms(), workflow_id),
+            )
+            found = ex(
+                f"SELECT status FROM {self._ws} WHERE workflow_uuid = ?", (workflow_id,)
+            ).fetchone()
+        return str(found[0]) if found is not None else None
+
+    def fork_workflow(
+        self, workflow_id: str, start_step: int, new_id: str, application_version: str | None
+    ) -> bool:
+        """Copy a workflow under ``new_id`` with its steps before ``start_step``, enqueued on
+        the internal queue; False if the original does not exist."""
+        t = now_ms()
+        with self._transaction() as ex:
+            cur = ex(
+                f"INSERT INTO {self._ws} ({_WS_COLUMNS}) SELECT ?, 'ENQUEUED', name, class_name, "
+                "config_name, inputs, NULL, NULL, serialization, NULL, COALESCE(?, "
+                "application_version), ?, priority, authenticated_user, assumed_role, "
+                "authenticated_roles, ?, ?, NULL, NULL, NULL, NULL, 0, workflow_uuid "
+                f"FROM {self._ws} WHERE workflow_uuid = ?",
+                (new_id, application_version, INTERNAL_QUEUE, t, t, workflow_id),
+            )
+            if cur.rowcount == 0:
+                return False
+            ex(
+                f"INSERT INTO {self._ops} (workflow_uuid, {_STEP_COLUMNS}) SELECT ?, "
+                f"{_STEP_COLUMNS} FROM {self._ops} WHERE workflow_uuid = ? AND function_id < ?",
+                (new_id, workflow_id, start_step),
+            )
+        return True
+
+    # --- steps -------------------------------------------------------------------------
+
+    def record_step(self, workflow_id: str, step: StepRow) -> StepRow | None:
+        """Record a step; if another execution recorded this position first, return its row."""
+        with self._cursor() as ex:
+            cur = ex(
+                f"INSERT INTO {self._ops} (workflow_uuid, {_STEP_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING function_id",
+                (
+                    workflow_id,
+                    step.function_id,
+                    step.function_name,
+                    step.output,
+                    step.error,
+                    step.child_workflow_id,
+                    step.serialization,
+                    step.started_at,
+                    step.completed_at,
+                ),
+            )
+            if cur.fetchone() is not None:
+                return None
+            row = ex(
+                f"SELECT {_STEP_COLUMNS} FROM {self._ops} WHERE workflow_uuid = ? "
+                "AND function_id = ?",
+                (workflow_id, step.function_id),
+            ).fetchone()
+        return StepRow(*row)
+
+    def get_steps(self, workflow_id: str) -> list[StepRow]:
+        with self._cursor() as ex:
+            rows = ex(
+                f"SELECT {_STEP_COLUMNS} FROM {self._ops} WHERE workflow_uuid = ? "
+                "ORDER BY function_id",
+                (workflow_id,),
+            ).fetchall()
+        return [StepRow(*r) for r in rows]
+
+    # --- queues ------------------------------------------------------------------------
+
+    def dequeue(self, q: QueueLimits, executor_id: str, batch: int) -> list[WorkflowRow]:
+        """Move up to ``batch`` ENQUEUED workflows of ``q`` to PENDING for this executor,
+        within the queue's global concurrency, this executor's share and the rate limit."""
+        n = batch if q.local_free is None else min(batch, q.local_free)
+        if n <= 0:
+            return []
+        order = "priority ASC, created_at ASC" if q.priority_enabled else "created_at ASC"
+        needs_lock = q.concurrency is not None or q.limit is not None
+        with self._transaction(lock_queue=q.name if needs_lock else None) as ex:
+            t = now_ms()
+            if q.concurrency is not None:
+                running = ex(
+                    f"SELECT COUNT(*) FROM {self._ws} WHERE queue_name = ? AND status = 'PENDING'",
+                    (q.name,),
+                ).fetchone()
+                n = min(n, q.concurrency - int(running[0]))
+            if q.limit is not None and q.period_ms is not None:
+                recent = ex(
+                    f"SELECT COUNT(*) FROM {self._ws} WHERE queue_name = ? AND "
+                    "status <> 'ENQUEUED' AND started_at > ?",
+                    (q.name, t - q.period_ms),
+                ).fetchone()
+                n = min(n, q.limit - int(recent[0]))
+            if n <= 0:
+                return []
+            rows = ex(
+                f"UPDATE {self._ws} SET status = 'PENDING', executor_id = ?, started_at = ?, "
+                "updated_at = ? WHERE workflow_uuid IN (SELECT workflow_uuid FROM "
+                f"{self._ws} WHERE queue_name = ? AND status = 'ENQUEUED' ORDER BY {order} "
+                f"LIMIT ?{self.skip_locked}) RETURNING {_WS_COLUMNS}",
+                (executor_id, t, t, q.name, n),
+            ).fetchall()
+        return [WorkflowRow.from_db(r) for r in rows]
+
+    # --- receiver state ----------------------------------------------------------------
+
+    def upsert_dispatch_state(self, s: DispatchStateRow) -> DispatchStateRow:
+        """Store ``s`` under the versioning rules of DBOS.upsert_event_dispatch_state and
+        return what is stored afterwards."""
+        # A stored row is replaced when it was never versioned, when the write is
+        # unversioned (last write wins), or when a given version is greater than the
+        # stored one (either, when both are given).
+        with self._transaction() as ex:
+            ex(
+                f"INSERT INTO {self._kv} (service_name, workflow_fn_name, key, value, "
+                "update_time, update_seq) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (service_name, workflow_fn_name, key) DO UPDATE SET "
+                "value = excluded.value, "
+                f"update_time = COALESCE(excluded.update_time, {self._kv}.update_time), "
+                f"update_seq = COALESCE(excluded.update_seq, {self._kv}.update_seq) WHERE "
+                f"({self._kv}.update_time IS NULL AND {self._kv}.update_seq IS NULL) OR "
+                "(excluded.update_time IS NULL AND excluded.update_seq IS NULL) OR "
+                f"(excluded.update_time > {self._kv}.update_time) OR "
+                f"(excluded.update_seq > {self._kv}.update_seq) OR "
+                f"({self._kv}.update_time IS NULL AND excluded.update_time IS NOT NULL "
+                "AND excluded.update_seq IS NULL) OR "
+                f"({self._kv}.update_seq IS NULL AND excluded.update_seq IS NOT NULL "
+                "AND excluded.update_time IS NULL)",
+                (s.service, s.workflow_fn_name, s.key, s.value, s.update_time, s.update_seq),
+            )
+            row = ex(
+                f"SELECT service_name, workflow_fn_name, key, value, update_time, update_seq "
+                f"FROM {self._kv} WHERE service_name = ? AND workflow_fn_name = ? AND key = ?",
+                (s.service, s.workflow_fn_name, s.key),
+            ).fetchone()
+        return _dispatch_row(row)
+
+    def get_dispatch_state(
+        self, service: str, workflow_fn_name: str, key: str
+    ) -> DispatchStateRow | None:
+        with self._cursor() as ex:
+            row = ex(
+                f"SELECT service_name, workflow_fn_name, key, value, update_time, update_seq "
+                f"FROM {self._kv} WHERE service_name = ? AND workflow_fn_name = ? AND key = ?",
+                (service, workflow_fn_name, key),
+            ).fetchone()
+        return _dispatch_row(row) if row is not None else None
+
+
+def _dispatch_row(row: Sequence[Any]) -> DispatchStateRow:
+    t = row[4]
+    seq = row[5]
+    return DispatchStateRow(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        float(t) if t is not None else None,
+        int(seq) if seq is not None else None,
+    )
