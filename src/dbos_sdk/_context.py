@@ -27,7 +27,6 @@ class WorkflowContext:
     authenticated_roles: tuple[str, ...] | None = None
     assumed_role: str | None = None
     next_step: int = 1
-    in_step: bool = False
 
     def take_step_id(self) -> int:
         fid = self.next_step
@@ -56,6 +55,9 @@ class StartOptions:
 current_workflow: ContextVar[WorkflowContext | None] = ContextVar("dbos_workflow", default=None)
 next_start: ContextVar[StartOptions | None] = ContextVar("dbos_next_start", default=None)
 current_auth: ContextVar[AuthContext | None] = ContextVar("dbos_auth", default=None)
+current_step: ContextVar[int | None] = ContextVar("dbos_step", default=None)
+"""The ID of the step (or transaction) whose function is running; None elsewhere. Steps
+and workflows called from inside a step are plain calls."""
 
 
 def take_start_options() -> StartOptions | None:

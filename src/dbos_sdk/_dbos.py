@@ -13,7 +13,7 @@ from typing_extensions import deprecated
 
 from dbos_sdk import _decorators
 from dbos_sdk._config import DBOSConfig
-from dbos_sdk._context import authed, current_auth, current_workflow
+from dbos_sdk._context import authed, current_auth, current_step, current_workflow
 from dbos_sdk._handles import (
     WorkflowHandle,
     WorkflowHandleAsync,
@@ -21,8 +21,9 @@ from dbos_sdk._handles import (
     start_in_background,
     status_from_row,
 )
+from dbos_sdk._receiver_api import ReceiverAPI
 from dbos_sdk._registry import StepOptions
-from dbos_sdk._runtime import LaunchHook, Runtime, current_runtime, set_runtime
+from dbos_sdk._runtime import Runtime, current_runtime, set_runtime
 from dbos_sdk._serialization import deserialize_value
 from dbos_sdk._status import StepInfo, WorkflowStatus
 from dbos_sdk._sysdb import WorkflowFilter
@@ -43,6 +44,11 @@ class _DBOSMeta(type):
         """The ID of the workflow this code runs in, or None outside a workflow."""
         ctx = current_workflow.get()
         return ctx.workflow_id if ctx is not None else None
+
+    @property
+    def step_id(cls) -> int | None:
+        """The ID of the step (or transaction) whose function runs now, or None."""
+        return current_step.get()
 
     @property
     def authenticated_user(cls) -> str | None:
@@ -69,13 +75,12 @@ class _DBOSMeta(type):
         return ctx.assumed_role if ctx is not None else None
 
 
-class DBOS(metaclass=_DBOSMeta):
+class DBOS(ReceiverAPI, metaclass=_DBOSMeta):
     """The durable-execution runtime. Create one with ``DBOS(config)``, register functions,
     then ``DBOS.launch()``; ``DBOS.shutdown()`` stops it (and a new ``DBOS(config)`` may
     follow, as tests do)."""
 
     logger: ClassVar[logging.Logger] = logging.getLogger("dbos_sdk")
-    _launch_hooks: ClassVar[list[LaunchHook]] = []
 
     config: DBOSConfig
 
@@ -110,7 +115,7 @@ class DBOS(metaclass=_DBOSMeta):
             if rt.shutting_down:  # launched before and shut down: start afresh
                 rt = Runtime(rt.config)
                 set_runtime(rt)
-            rt.launch(list(DBOS._launch_hooks))
+            rt.launch()
 
     @staticmethod
     def shutdown(workflow_timeout_s: float = 10.0) -> None:
@@ -120,11 +125,6 @@ class DBOS(metaclass=_DBOSMeta):
             rt = current_runtime()
             if rt is not None and rt.launched:
                 rt.shutdown(workflow_timeout_s)
-
-    @staticmethod
-    def add_launch_hook(hook: LaunchHook) -> None:
-        """Internal seam for the plugin APIs (datasources, receivers)."""
-        DBOS._launch_hooks.append(hook)
 
     # --- decorators ----------------------------------------------------------------------
 

@@ -36,12 +36,25 @@ class RegisteredFunction:
 
 
 @dataclass(slots=True, eq=False)
+class PluginHook:
+    """How the runtime starts and stops one registered plugin (datasource or receiver)."""
+
+    name: str
+    start: Callable[[], None]
+    stop: Callable[[], None]
+
+
+@dataclass(slots=True, eq=False)
 class Registry:
     """All registrations of this process. Frozen while the runtime is launched."""
 
     functions: dict[str, RegisteredFunction] = field(default_factory=lambda: {})
     instances: dict[tuple[str, str], object] = field(default_factory=lambda: {})
     queues: dict[str, "Queue"] = field(default_factory=lambda: {})
+    datasources: list[PluginHook] = field(default_factory=lambda: [])
+    """Started after the system database is ready and before recovery; stopped last."""
+    receivers: list[PluginHook] = field(default_factory=lambda: [])
+    """Started after recovery began, in registration order; stopped first."""
     launched: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
 

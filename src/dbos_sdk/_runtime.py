@@ -7,18 +7,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from dbos_sdk._config import DBOSConfig
 from dbos_sdk._outcome import Outcome, Prepared, Running, ShutdownInterrupt
-from dbos_sdk._registry import REGISTRY
+from dbos_sdk._registry import REGISTRY, PluginHook
 from dbos_sdk._serialization import JSONSerializer, PickleSerializer, Serializer
 from dbos_sdk._sysdb import SystemDatabase, now_ms, open_system_database
 
+T = TypeVar("T")
+
 logger = logging.getLogger("dbos_sdk")
 
-in_step: contextvars.ContextVar[bool] = contextvars.ContextVar("dbos_in_step", default=False)
-"""True while a step's function runs: steps and workflows it calls are plain calls."""
 
 _runtime: "Runtime | None" = None
 """The one runtime of this process (module state allowed by design: there is one)."""
@@ -31,9 +31,6 @@ def current_runtime() -> "Runtime | None":
 def set_runtime(rt: "Runtime | None") -> None:
     global _runtime
     _runtime = rt
-
-
-LaunchHook = Callable[["Runtime"], None]
 
 
 class Runtime:
@@ -59,8 +56,7 @@ class Runtime:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.after_launch: list[LaunchHook] = []
-        self.before_shutdown: list[LaunchHook] = []
+        self._started_plugins: list[PluginHook] = []
 
     @property
     def sysdb(self) -> SystemDatabase:
@@ -73,7 +69,10 @@ class Runtime:
 
     # --- lifecycle ---------------------------------------------------------------------
 
-    def launch(self, hooks: list[LaunchHook]) -> None:
+    def launch(self) -> None:
+        """Launch order: system database ready (migrated), datasources started, queues and
+        recovery started, then receivers started in registration order. A failure stops
+        what was started and propagates."""
         sysdb = open_system_database(self.config)
         try:
             sysdb.migrate()
@@ -96,11 +95,15 @@ class Runtime:
             from dbos_sdk._queue import queue_runner
             from dbos_sdk._workflow import recover
 
+            for hook in REGISTRY.datasources:
+                hook.start()
+                self._started_plugins.append(hook)
             self._start_thread("dbos-queues", lambda: queue_runner(self))
             self._start_thread("dbos-watcher", self._watch)
             recover(self)
-            for hook in hooks:
-                hook(self)
+            for hook in REGISTRY.receivers:
+                hook.start()
+                self._started_plugins.append(hook)
         except BaseException:
             self.shutdown(workflow_timeout_s=0)
             raise
@@ -114,11 +117,9 @@ class Runtime:
         """Stop processing; unfinished workflows stay PENDING and are recovered later."""
         if self.shutting_down:
             return
-        for hook in self.before_shutdown:
-            try:
-                hook(self)
-            except Exception:
-                self.logger.exception("a shutdown hook failed")
+        receivers = [h for h in self._started_plugins if h in REGISTRY.receivers]
+        datasources = [h for h in self._started_plugins if h not in receivers]
+        self._stop_plugins(receivers)  # before workflow processing stops
         self.shutting_down = True
         self._stop.set()
         self._wake.set()
@@ -139,10 +140,24 @@ class Runtime:
                 self._loop_thread.join(timeout=5)
             if not loop.is_running():
                 loop.close()
+        self._stop_plugins(datasources)
         self.launched = False
         REGISTRY.launched = False
         if self._sysdb is not None:
             self._sysdb.close()
+
+    def _stop_plugins(self, hooks: list[PluginHook]) -> None:
+        for hook in reversed(hooks):
+            try:
+                hook.stop()
+            except Exception:
+                self.logger.exception("Stopping %s failed", hook.name)
+
+    def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the runtime's event loop and wait for its result (for plugins'
+        async start and stop hooks)."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
     # --- claims on in-process execution --------------------------------------------------
 

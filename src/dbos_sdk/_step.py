@@ -7,26 +7,28 @@ the function, or sleep before a retry. Thin sync and async drivers carry it out.
 import asyncio
 import time
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any
 
 from dbos_sdk import _tracing
-from dbos_sdk._context import WorkflowContext, current_workflow
+from dbos_sdk._context import WorkflowContext, current_step, current_workflow
 from dbos_sdk._outcome import Outcome, ShutdownInterrupt, call_async, call_sync
 from dbos_sdk._registry import RegisteredFunction
-from dbos_sdk._runtime import Runtime, in_step
+from dbos_sdk._runtime import Runtime
 from dbos_sdk._serialization import serialize_error, serialize_value
 from dbos_sdk._sysdb import StepRow, now_ms
 from dbos_sdk._workflow import load_value, recorded_step, runtime_for
 from dbos_sdk.errors import DBOSError, DBOSMaxStepRetriesExceededError, DBOSWorkflowCancelledError
 
 
-class _Call:
-    """Instruction: call the step's function and send back its Outcome."""
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Instruction: call the step's function (as step ``step_id``) and send back its Outcome."""
+
+    step_id: int
 
 
-CALL = _Call()
-
-StepProtocol = Generator["_Call | float", "Outcome | None", Outcome]
+StepProtocol = Generator["Call | float", "Outcome | None", Outcome]
 
 
 def step_protocol(rt: Runtime, ctx: WorkflowContext, reg: RegisteredFunction) -> StepProtocol:
@@ -43,7 +45,7 @@ def step_protocol(rt: Runtime, ctx: WorkflowContext, reg: RegisteredFunction) ->
     started = now_ms()
     outcome = Outcome()
     for attempt in range(1, attempts + 1):
-        got = yield CALL
+        got = yield Call(fid)
         assert got is not None
         outcome = got
         if outcome.error is None:
@@ -103,56 +105,57 @@ def _step_attrs(ctx: WorkflowContext) -> dict[str, Any]:
 
 
 def run_step_sync(reg: RegisteredFunction, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Run a step from sync code: checkpointed inside a workflow, a plain call elsewhere."""
     ctx = current_workflow.get()
-    if ctx is None or in_step.get():
-        return reg.func(*args, **kwargs)  # outside a workflow (or nested): a plain call
+    if ctx is None or current_step.get() is not None:
+        return reg.func(*args, **kwargs)  # outside a workflow, or nested in a step
     rt = runtime_for(f"Step {reg.name!r}")
     gen = step_protocol(rt, ctx, reg)
-    outcome: Outcome
     with _tracing.span(reg.name, _step_attrs(ctx)) as sp:
+        res: Outcome | None = None
         try:
-            instr = next(gen)
             while True:
-                if isinstance(instr, _Call):
-                    token = in_step.set(True)
+                instr = gen.send(res)
+                if isinstance(instr, Call):
+                    token = current_step.set(instr.step_id)
                     try:
-                        res: Outcome | None = call_sync(reg.func, args, kwargs)
+                        res = call_sync(reg.func, args, kwargs)
                     finally:
-                        in_step.reset(token)
+                        current_step.reset(token)
                 else:
                     time.sleep(instr)
                     res = None
-                instr = gen.send(res)
         except StopIteration as stop:
-            outcome = stop.value
-        sp.record(outcome.error)
-    return outcome.unwrap()
+            return _finish_span(sp, stop.value)
 
 
 async def run_step_async(
     reg: RegisteredFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
+    """Async twin of :func:`run_step_sync`: only the call and the sleep differ."""
     ctx = current_workflow.get()
-    if ctx is None or in_step.get():
+    if ctx is None or current_step.get() is not None:
         return await reg.func(*args, **kwargs)
     rt = runtime_for(f"Step {reg.name!r}")
     gen = step_protocol(rt, ctx, reg)
-    outcome: Outcome
     with _tracing.span(reg.name, _step_attrs(ctx)) as sp:
+        res: Outcome | None = None
         try:
-            instr = next(gen)
             while True:
-                if isinstance(instr, _Call):
-                    token = in_step.set(True)
+                instr = gen.send(res)
+                if isinstance(instr, Call):
+                    token = current_step.set(instr.step_id)
                     try:
-                        res: Outcome | None = await call_async(reg.func, args, kwargs)
+                        res = await call_async(reg.func, args, kwargs)
                     finally:
-                        in_step.reset(token)
+                        current_step.reset(token)
                 else:
                     await asyncio.sleep(instr)
                     res = None
-                instr = gen.send(res)
         except StopIteration as stop:
-            outcome = stop.value
-        sp.record(outcome.error)
+            return _finish_span(sp, stop.value)
+
+
+def _finish_span(sp: _tracing.SpanHandle, outcome: Outcome) -> Any:
+    sp.record(outcome.error)
     return outcome.unwrap()

@@ -12,10 +12,16 @@ import uuid
 from typing import Any
 
 from dbos_sdk import _tracing
-from dbos_sdk._context import WorkflowContext, current_auth, current_workflow, take_start_options
+from dbos_sdk._context import (
+    WorkflowContext,
+    current_auth,
+    current_step,
+    current_workflow,
+    take_start_options,
+)
 from dbos_sdk._outcome import Outcome, Prepared, Running, ShutdownInterrupt, call_async, call_sync
 from dbos_sdk._registry import REGISTRY, RegisteredFunction, registration_of
-from dbos_sdk._runtime import Runtime, current_runtime, in_step
+from dbos_sdk._runtime import Runtime, current_runtime
 from dbos_sdk._serialization import deserialize_value, serialize_error, serialize_value
 from dbos_sdk._sysdb import TERMINAL_STATUSES, StepRow, WorkflowRow, now_ms
 from dbos_sdk.errors import (
@@ -109,7 +115,7 @@ class WorkflowInvocation:
         rt = self.rt
         reg = self.reg
         parent = current_workflow.get()
-        if parent is not None and in_step.get():
+        if parent is not None and current_step.get() is not None:
             parent = None  # a workflow started inside a step is a top-level workflow
         opts = take_start_options()
         queue = enqueue_on or (opts.queue if opts else None)
