@@ -8,7 +8,19 @@ so a callable beartype cannot check fails the run instead of going unchecked.
 from beartype import BeartypeConf
 from beartype.claw import beartype_package
 
-beartype_package("dbos_sdk", conf=BeartypeConf(claw_is_pep526=False, is_pep484_tower=True))
+_BEARTYPE = BeartypeConf(claw_is_pep526=False, is_pep484_tower=True)
+for _package in (
+    "dbos_sdk",
+    "dbos_psycopg_datasource",
+    "dbos_sqlalchemy_datasource",
+    "dbos_sqlite_datasource",
+    "dbos_mariadb_datasource",
+    "dbos_pgnotify_receive",
+    "dbos_asgi_serve",
+    "dbos_nats_receive",
+    "dbos_rabbitmq_receive",
+):
+    beartype_package(_package, conf=_BEARTYPE)
 
 import os  # noqa: E402
 import uuid  # noqa: E402
