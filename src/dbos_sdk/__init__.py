@@ -6,6 +6,16 @@ from dbos_sdk._dbos import DBOS
 from dbos_sdk._handles import WorkflowHandle, WorkflowHandleAsync
 from dbos_sdk._instances import DBOSConfiguredInstance
 from dbos_sdk._queue import Queue, QueueRateLimit
+from dbos_sdk._receiver_api import DBOSLaunchError
+from dbos_sdk._receiver_types import (
+    DBOSExternalState,
+    DBOSLifecycleCallback,
+    ExternalRegistration,
+    MethodRegistration,
+    ParamInfo,
+    ReceiverRegistry,
+    StartWorkflowOptions,
+)
 from dbos_sdk._serialization import JSONSerializer, PickleSerializer, Serializer
 from dbos_sdk._status import StepInfo, WorkflowStatus
 from dbos_sdk.errors import (
@@ -31,6 +41,14 @@ from dbos_sdk.errors import (
 __all__ = [
     "DBOS",
     "DBOSConfig",
+    "DBOSExternalState",
+    "DBOSLaunchError",
+    "DBOSLifecycleCallback",
+    "ExternalRegistration",
+    "MethodRegistration",
+    "ParamInfo",
+    "ReceiverRegistry",
+    "StartWorkflowOptions",
     "DBOSConfigurationError",
     "DBOSConfiguredInstance",
     "DBOSConflictingWorkflowError",

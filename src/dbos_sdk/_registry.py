@@ -42,6 +42,8 @@ class PluginHook:
     name: str
     start: Callable[[], None]
     stop: Callable[[], None]
+    announce: Callable[[], None] | None = None
+    """Called once every plugin of the kind has started (receivers log their endpoints)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -55,6 +57,8 @@ class Registry:
     """Started after the system database is ready and before recovery; stopped last."""
     receivers: list[PluginHook] = field(default_factory=lambda: [])
     """Started after recovery began, in registration order; stopped first."""
+    associations: dict[object, Any] = field(default_factory=lambda: {})
+    """Receivers' info objects, by receiver key (see dbos_sdk._receiver_api)."""
     launched: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock)
 

@@ -104,6 +104,9 @@ class Runtime:
             for hook in REGISTRY.receivers:
                 hook.start()
                 self._started_plugins.append(hook)
+            for hook in REGISTRY.receivers:
+                if hook.announce is not None:
+                    hook.announce()
         except BaseException:
             self.shutdown(workflow_timeout_s=0)
             raise
