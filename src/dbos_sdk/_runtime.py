@@ -181,10 +181,12 @@ class Runtime:
             return entry
 
     def release(self, entry: Running, outcome: Outcome | None) -> None:
-        """End a claim; waiters get ``outcome`` (None: the execution was abandoned)."""
+        """End a claim (once; later calls do nothing); waiters get ``outcome`` (None: the
+        execution was abandoned and the workflow is left for recovery)."""
         with self.running_lock:
-            if self.running.get(entry.workflow_id) is entry:
-                del self.running[entry.workflow_id]
+            if self.running.get(entry.workflow_id) is not entry:
+                return
+            del self.running[entry.workflow_id]
             if entry.queue_name is not None:
                 self.queue_inflight[entry.queue_name] -= 1
         if not entry.future.done():
@@ -212,15 +214,24 @@ class Runtime:
 
     # --- background execution --------------------------------------------------------------
 
-    def submit_async(self, coro: Coroutine[Any, Any, Outcome]) -> None:
-        """Run a workflow coroutine on the runtime's event loop."""
+    def submit_async(self, coro: Coroutine[Any, Any, Outcome], abandon: Callable[[], None]) -> None:
+        """Run a workflow coroutine on the runtime's event loop; ``abandon`` releases its
+        claim if it is cancelled at shutdown before it could do so itself."""
         assert self._loop is not None
         fut = asyncio.run_coroutine_threadsafe(_quiet(coro), self._loop)
         self._tasks.add(fut)
-        fut.add_done_callback(self._tasks.discard)
 
-    def submit_sync(self, run: Callable[[], Outcome]) -> bool:
-        """Run a workflow function on a worker thread; False once the pool is shut down."""
+        def done(f: "concurrent.futures.Future[None]") -> None:
+            self._tasks.discard(f)
+            if f.cancelled():
+                coro.close()
+                abandon()
+
+        fut.add_done_callback(done)
+
+    def submit_sync(self, run: Callable[[], Outcome], abandon: Callable[[], None]) -> None:
+        """Run a workflow function on a worker thread; ``abandon`` releases its claim if
+        the pool is shut down before the function ran (the workflow is then recovered)."""
         assert self._pool is not None
         with self.running_lock:
             self.background_inflight += 1
@@ -237,13 +248,18 @@ class Runtime:
                     self.background_inflight -= 1
                 self._wake.set()
 
+        def cancelled(f: "concurrent.futures.Future[None]") -> None:
+            if f.cancelled():
+                with self.running_lock:
+                    self.background_inflight -= 1
+                abandon()
+
         try:
-            self._pool.submit(contextvars.Context().run, job)
-        except RuntimeError:
+            self._pool.submit(contextvars.Context().run, job).add_done_callback(cancelled)
+        except RuntimeError:  # shut down already
             with self.running_lock:
                 self.background_inflight -= 1
-            return False
-        return True
+            abandon()
 
     def find_entry(self, workflow_id: str) -> Running | None:
         with self.running_lock:

@@ -293,7 +293,8 @@ class WorkflowInvocation:
         rt = self.rt
         ser = rt.config.serializer
         try:
-            if isinstance(outcome.error, DBOSWorkflowCancelledError):
+            err = outcome.error
+            if isinstance(err, DBOSWorkflowCancelledError) and err.workflow_id == ctx.workflow_id:
                 rt.sysdb.cancel_workflow(ctx.workflow_id)
             else:
                 output: str | None = None
@@ -365,11 +366,16 @@ def run_in_background(rt: Runtime, inv: "WorkflowInvocation", prepared: Prepared
     """Run a prepared invocation on the worker threads or the runtime's event loop."""
     ctx = prepared.ctx
     assert ctx is not None
+    entry = inv.entry
+    assert entry is not None
+
+    def abandon() -> None:  # shutting down: leave the workflow for recovery
+        rt.release(entry, None)
+
     if inv.reg.is_async:
-        rt.submit_async(inv.run_async(ctx))
-        return
-    if not rt.submit_sync(lambda: inv.run_sync(ctx)) and inv.entry is not None:
-        rt.release(inv.entry, None)  # shutting down: leave the workflow for recovery
+        rt.submit_async(inv.run_async(ctx), abandon)
+    else:
+        rt.submit_sync(lambda: inv.run_sync(ctx), abandon)
 
 
 def start_row(rt: Runtime, row: WorkflowRow, queue: str | None) -> None:
