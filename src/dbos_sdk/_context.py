@@ -135,6 +135,11 @@ class SetWorkflowID(SetWorkflowOptions):
 
 @contextmanager
 def authed(user: str | None, roles: Sequence[str]) -> Generator[None, None, None]:
+    if isinstance(roles, str):
+        raise DBOSConfigurationError(
+            f"The roles of user {user!r} must be a list of role names, e.g. [{roles!r}], "
+            "not one string."
+        )
     token = current_auth.set(AuthContext(user, tuple(roles)))
     try:
         yield

@@ -196,6 +196,15 @@ class DBOS(ReceiverAPI, metaclass=_DBOSMeta):
 
         return deco
 
+    @overload
+    @staticmethod
+    @deprecated("DBOS.required_roles takes a list of role names, e.g. ['admin'], not one string")
+    def required_roles(roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+    @overload
+    @staticmethod
+    def required_roles(roles: Sequence[str]) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
     @staticmethod
     def required_roles(roles: Sequence[str]) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """The decorated workflow runs only for a user holding one of ``roles``; others get
@@ -229,7 +238,7 @@ class DBOS(ReceiverAPI, metaclass=_DBOSMeta):
 
     @staticmethod
     async def start_workflow_async(
-        func: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
+        func: Callable[P, Coroutine[Any, Any, R]], /, *args: P.args, **kwargs: P.kwargs
     ) -> WorkflowHandleAsync[R]:
         """Durably start an async workflow on the running event loop; return its handle."""
         reg = registered_workflow(func, "DBOS.start_workflow_async")

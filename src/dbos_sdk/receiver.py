@@ -8,6 +8,8 @@ system database as :class:`DBOSExternalState`. The functions here are the static
 the same names on :class:`dbos_sdk.DBOS`.
 """
 
+from typing import Final
+
 from dbos_sdk._dbos import DBOS
 from dbos_sdk._receiver_api import DBOSLaunchError
 from dbos_sdk._receiver_types import (
@@ -20,19 +22,19 @@ from dbos_sdk._receiver_types import (
     StartWorkflowOptions,
 )
 
-register_lifecycle_callback = DBOS.register_lifecycle_callback
-associate_class_with_info = DBOS.associate_class_with_info
-associate_function_with_info = DBOS.associate_function_with_info
-associate_param_with_info = DBOS.associate_param_with_info
-get_associated_info = DBOS.get_associated_info
-get_registered_workflows = DBOS.get_registered_workflows
-get_registered_workflow_instances = DBOS.get_registered_workflow_instances
-start_workflow_registered = DBOS.start_workflow_registered
-start_workflow_registered_async = DBOS.start_workflow_registered_async
-upsert_event_dispatch_state = DBOS.upsert_event_dispatch_state
-get_event_dispatch_state = DBOS.get_event_dispatch_state
-with_authed_context = DBOS.with_authed_context
-with_authed_context_async = DBOS.with_authed_context_async
+register_lifecycle_callback: Final = DBOS.register_lifecycle_callback
+associate_class_with_info: Final = DBOS.associate_class_with_info
+associate_function_with_info: Final = DBOS.associate_function_with_info
+associate_param_with_info: Final = DBOS.associate_param_with_info
+get_associated_info: Final = DBOS.get_associated_info
+get_registered_workflows: Final = DBOS.get_registered_workflows
+get_registered_workflow_instances: Final = DBOS.get_registered_workflow_instances
+start_workflow_registered: Final = DBOS.start_workflow_registered
+start_workflow_registered_async: Final = DBOS.start_workflow_registered_async
+upsert_event_dispatch_state: Final = DBOS.upsert_event_dispatch_state
+get_event_dispatch_state: Final = DBOS.get_event_dispatch_state
+with_authed_context: Final = DBOS.with_authed_context
+with_authed_context_async: Final = DBOS.with_authed_context_async
 
 __all__ = [
     "DBOSExternalState",
