@@ -78,6 +78,7 @@ def pg_schema(pg_url: str) -> Generator[str, None, None]:
     """A fresh, empty Postgres schema for one test's system database, dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     yield schema
+    DBOS.shutdown(workflow_timeout_s=2)  # first: a launched runtime still polls these tables
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 

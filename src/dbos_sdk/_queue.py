@@ -1,9 +1,10 @@
 """Queues: durable, rate-limited, concurrency-limited sets of workflows to run."""
 
 from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 import attrs
+from typing_extensions import deprecated
 
 from dbos_sdk._handles import WorkflowHandle, WorkflowHandleAsync, enqueue_workflow
 from dbos_sdk._registry import REGISTRY
@@ -77,9 +78,20 @@ class Queue:
             REGISTRY.check_open(f"queue {name!r}")
             REGISTRY.queues[name] = self
 
+    @overload
+    @deprecated("an async workflow enqueued from sync code: use Queue.enqueue_async")
+    def enqueue(
+        self, func: Callable[P, Coroutine[Any, Any, R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandle[R]: ...
+
+    @overload
     def enqueue(
         self, func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
-    ) -> WorkflowHandle[R]:
+    ) -> WorkflowHandle[R]: ...
+
+    def enqueue(
+        self, func: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs
+    ) -> WorkflowHandle[Any]:
         """Durably enqueue ``func(*args, **kwargs)``; return a handle to its result."""
         return enqueue_workflow(self.name, func, args, kwargs)
 
@@ -109,9 +121,22 @@ def queue_runner(rt: Runtime) -> None:
     """Dequeue and start workflows until the runtime stops."""
     internal = _internal_queue()
     poll = rt.config.queue_poll_interval_s
+    own = rt.config.executor_id
     while not rt.stopping:
         started = 0
         limited = False
+        for workflow_id, queue_name in rt.take_retries():
+            try:
+                row = rt.sysdb.get_workflow(workflow_id)
+            except Exception:
+                if rt.stopping:
+                    return
+                rt.logger.exception(
+                    "restarting workflow %r failed; the next launch recovers it", workflow_id
+                )
+                continue
+            if row is not None and row.status == "PENDING" and row.executor_id == own:
+                start_row(rt, row, queue_name)
         for q in [*REGISTRY.queues.values(), internal]:
             with rt.running_lock:
                 inflight = rt.queue_inflight.get(q.name, 0)
@@ -128,7 +153,10 @@ def queue_runner(rt: Runtime) -> None:
                     return
                 rt.logger.exception("dequeue from %r failed; retrying", q.name)
                 rows = []
-            rows.sort(key=lambda r: (r.priority, r.created_at))
+            if q.priority_enabled:
+                rows.sort(key=lambda r: (r.priority, r.created_at))
+            else:
+                rows.sort(key=lambda r: r.created_at)
             for row in rows:
                 start_row(rt, row, q.name)
             started += len(rows)

@@ -46,6 +46,10 @@ class Runtime:
         self.running_lock = threading.Lock()
         self.queue_inflight: dict[str, int] = {}
         self.background_inflight = 0
+        self._handoffs: dict[str, str | None] = {}
+        """Workflows (and their queue) that a start found claimed here: restarted if that
+        claim is abandoned instead of run (see :meth:`claim`)."""
+        self._retries: list[tuple[str, str | None]] = []
         self._serializers: dict[str, Serializer] = {
             s.name: s for s in (PickleSerializer(), JSONSerializer(), config.serializer)
         }
@@ -70,8 +74,8 @@ class Runtime:
     # --- lifecycle ---------------------------------------------------------------------
 
     def launch(self) -> None:
-        """Launch order: system database ready (migrated), datasources started, queues and
-        recovery started, then receivers started in registration order. A failure stops
+        """Launch order: system database ready (migrated), datasources started, recovery
+        and then queues started, then receivers started in registration order. A failure stops
         what was started and propagates."""
         sysdb = open_system_database(self.config)
         try:
@@ -98,9 +102,11 @@ class Runtime:
             for hook in REGISTRY.datasources:
                 hook.start()
                 self._started_plugins.append(hook)
-            self._start_thread("dbos-queues", lambda: queue_runner(self))
             self._start_thread("dbos-watcher", self._watch)
+            # Recovered queue workflows must hold their worker_concurrency slots before
+            # the queue runner counts the free ones.
             recover(self)
+            self._start_thread("dbos-queues", lambda: queue_runner(self))
             for hook in REGISTRY.receivers:
                 hook.start()
                 self._started_plugins.append(hook)
@@ -165,12 +171,28 @@ class Runtime:
     # --- claims on in-process execution --------------------------------------------------
 
     def claim(
-        self, workflow_id: str, deadline_ms: int | None, queue: str | None
+        self,
+        workflow_id: str,
+        deadline_ms: int | None,
+        queue: str | None,
+        *,
+        hand_off: bool = False,
     ) -> "Running | Prepared":
-        """Become this process's only executor of ``workflow_id``, or learn whom to wait on."""
+        """Become this process's only executor of ``workflow_id``, or learn whom to wait on.
+
+        With ``hand_off`` (a start of a PENDING row of this executor: dequeue, recovery),
+        a claim held by a caller that then only waits (it found the row ENQUEUED or
+        another executor's) does not strand the row: when that claim is released
+        unexecuted, the start is retried (:meth:`take_retries`). Its queue slot stays
+        reserved meanwhile, so worker_concurrency still holds.
+        """
         with self.running_lock:
             entry = self.running.get(workflow_id)
             if entry is not None:
+                if hand_off and workflow_id not in self._handoffs:
+                    self._handoffs[workflow_id] = queue
+                    if queue is not None:
+                        self.queue_inflight[queue] = self.queue_inflight.get(queue, 0) + 1
                 return Prepared("wait", entry=entry)
             entry = Running(
                 workflow_id, concurrent.futures.Future(), threading.Event(), deadline_ms, queue
@@ -189,6 +211,13 @@ class Runtime:
             del self.running[entry.workflow_id]
             if entry.queue_name is not None:
                 self.queue_inflight[entry.queue_name] -= 1
+            retry = entry.workflow_id in self._handoffs
+            if retry:
+                queue = self._handoffs.pop(entry.workflow_id)
+                if outcome is None and not self._stop.is_set():
+                    self._retries.append((entry.workflow_id, queue))
+                elif queue is not None:
+                    self.queue_inflight[queue] -= 1
         if not entry.future.done():
             if outcome is None:
                 entry.future.set_exception(ShutdownInterrupt(entry.workflow_id))
@@ -196,8 +225,17 @@ class Runtime:
                 entry.future.set_exception(outcome.error)
             else:
                 entry.future.set_result(outcome.value)
-        if entry.queue_name is not None:
+        if entry.queue_name is not None or retry:
             self._wake.set()
+
+    def take_retries(self) -> list[tuple[str, str | None]]:
+        """The handed-off starts to retry (workflow ID, queue), their reservations ended."""
+        with self.running_lock:
+            retries, self._retries = self._retries, []
+            for _, queue in retries:
+                if queue is not None:
+                    self.queue_inflight[queue] -= 1
+        return retries
 
     def wake_queues(self) -> None:
         self._wake.set()

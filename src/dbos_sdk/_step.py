@@ -112,21 +112,30 @@ def run_step_sync(reg: RegisteredFunction, args: tuple[Any, ...], kwargs: dict[s
     rt = runtime_for(f"Step {reg.name!r}")
     gen = step_protocol(rt, ctx, reg)
     with _tracing.span(reg.name, _step_attrs(ctx)) as sp:
-        res: Outcome | None = None
-        try:
-            while True:
-                instr = gen.send(res)
-                if isinstance(instr, Call):
-                    token = current_step.set(instr.step_id)
-                    try:
-                        res = call_sync(reg.func, args, kwargs)
-                    finally:
-                        current_step.reset(token)
-                else:
-                    time.sleep(instr)
-                    res = None
-        except StopIteration as stop:
-            return _finish_span(sp, stop.value)
+        outcome = _drive_sync(gen, reg, args, kwargs)
+        sp.record(outcome.error)
+    return outcome.unwrap()  # outside the span, which would record the error a second time
+
+
+def _drive_sync(
+    gen: StepProtocol, reg: RegisteredFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Outcome:
+    res: Outcome | None = None
+    try:
+        while True:
+            instr = gen.send(res)
+            if isinstance(instr, Call):
+                token = current_step.set(instr.step_id)
+                try:
+                    res = call_sync(reg.func, args, kwargs)
+                finally:
+                    current_step.reset(token)
+            else:
+                time.sleep(instr)
+                res = None
+    except StopIteration as stop:
+        outcome: Outcome = stop.value
+        return outcome
 
 
 async def run_step_async(
@@ -139,23 +148,27 @@ async def run_step_async(
     rt = runtime_for(f"Step {reg.name!r}")
     gen = step_protocol(rt, ctx, reg)
     with _tracing.span(reg.name, _step_attrs(ctx)) as sp:
-        res: Outcome | None = None
-        try:
-            while True:
-                instr = gen.send(res)
-                if isinstance(instr, Call):
-                    token = current_step.set(instr.step_id)
-                    try:
-                        res = await call_async(reg.func, args, kwargs)
-                    finally:
-                        current_step.reset(token)
-                else:
-                    await asyncio.sleep(instr)
-                    res = None
-        except StopIteration as stop:
-            return _finish_span(sp, stop.value)
-
-
-def _finish_span(sp: _tracing.SpanHandle, outcome: Outcome) -> Any:
-    sp.record(outcome.error)
+        outcome = await _drive_async(gen, reg, args, kwargs)
+        sp.record(outcome.error)
     return outcome.unwrap()
+
+
+async def _drive_async(
+    gen: StepProtocol, reg: RegisteredFunction, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Outcome:
+    res: Outcome | None = None
+    try:
+        while True:
+            instr = gen.send(res)
+            if isinstance(instr, Call):
+                token = current_step.set(instr.step_id)
+                try:
+                    res = await call_async(reg.func, args, kwargs)
+                finally:
+                    current_step.reset(token)
+            else:
+                await asyncio.sleep(instr)
+                res = None
+    except StopIteration as stop:
+        outcome: Outcome = stop.value
+        return outcome

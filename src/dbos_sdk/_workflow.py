@@ -201,20 +201,25 @@ class WorkflowInvocation:
             self._release(None)
             raise
         if queue is not None:
+            if existing is not None:
+                self._check_same_workflow(existing)  # else: enqueued (or ran) already
             rt.wake_queues()
             return Prepared("enqueued")
         if existing is None:
             return Prepared("execute", self._context(row, None))
         return self._adopt(existing)
 
-    def _adopt(self, existing: WorkflowRow) -> "Prepared":
-        """Decide what a start finds when the workflow ID already exists."""
+    def _check_same_workflow(self, existing: WorkflowRow) -> None:
         if existing.name != self.reg.name:
             self._release(None)
             raise DBOSConflictingWorkflowError(
                 f"Workflow ID {existing.workflow_id!r} belongs to workflow {existing.name!r}, "
                 f"not {self.reg.name!r}; use another workflow ID."
             )
+
+    def _adopt(self, existing: WorkflowRow) -> "Prepared":
+        """Decide what a start finds when the workflow ID already exists."""
+        self._check_same_workflow(existing)
         if existing.status in TERMINAL_STATUSES:
             outcome = outcome_from_row(self.rt, existing)
             self._release(outcome)
@@ -388,9 +393,9 @@ def start_row(rt: Runtime, row: WorkflowRow, queue: str | None) -> None:
             row.name,
         )
         return
-    claimed = rt.claim(row.workflow_id, None, queue)
+    claimed = rt.claim(row.workflow_id, None, queue, hand_off=True)
     if isinstance(claimed, Prepared):
-        return  # already running here
+        return  # already running here (or retried once that claim ends unexecuted)
     try:
         args, kwargs = load_inputs(rt, row)
         inv = WorkflowInvocation(rt, reg, args, kwargs)
@@ -408,7 +413,10 @@ def recover(rt: Runtime) -> int:
     """Resume this executor's PENDING workflows; return how many were started."""
     started = 0
     for row in rt.sysdb.pending_workflows(rt.config.executor_id):
-        if not rt.sysdb.note_recovery_attempt(row.workflow_id, rt.config.max_recovery_attempts):
+        counted = rt.sysdb.note_recovery_attempt(row.workflow_id, rt.config.max_recovery_attempts)
+        if counted is None:
+            continue  # it finished meanwhile (a recovered parent ran it as its child)
+        if not counted:
             rt.logger.error(
                 "Workflow %r exceeded max_recovery_attempts=%d; it is no longer recovered",
                 row.workflow_id,

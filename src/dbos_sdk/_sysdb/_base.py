@@ -349,8 +349,9 @@ class SystemDatabase(ABC):
             ).fetchall()
         return [WorkflowRow.from_db(r) for r in rows]
 
-    def note_recovery_attempt(self, workflow_id: str, max_attempts: int) -> bool:
-        """Count one recovery of a PENDING workflow; False (and mark it so) past the limit."""
+    def note_recovery_attempt(self, workflow_id: str, max_attempts: int) -> bool | None:
+        """Count one recovery of a PENDING workflow: True to run it; False past the limit
+        (it is marked so); None if it is no longer PENDING (it finished meanwhile)."""
         with self._transaction() as ex:
             row = ex(
                 f"UPDATE {self._ws} SET recovery_attempts = recovery_attempts + 1 "
@@ -358,7 +359,7 @@ class SystemDatabase(ABC):
                 (workflow_id,),
             ).fetchone()
             if row is None:
-                return False
+                return None
             if int(row[0]) > max_attempts:
                 ex(
                     f"UPDATE {self._ws} SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', "
@@ -469,13 +470,16 @@ class SystemDatabase(ABC):
         order = "priority ASC, created_at ASC" if q.priority_enabled else "created_at ASC"
         needs_lock = q.concurrency is not None or q.limit is not None
         with self._transaction(lock_queue=q.name if needs_lock else None) as ex:
-            t = now_ms()
             if q.concurrency is not None:
                 running = ex(
                     f"SELECT COUNT(*) FROM {self._ws} WHERE queue_name = ? AND status = 'PENDING'",
                     (q.name,),
                 ).fetchone()
                 n = min(n, q.concurrency - int(running[0]))
+            # Read the clock after the count: a workflow whose completion freed a slot
+            # committed its completed_at before, so recorded intervals never overlap more
+            # than the limit allows.
+            t = now_ms()
             if q.limit is not None and q.period_ms is not None:
                 recent = ex(
                     f"SELECT COUNT(*) FROM {self._ws} WHERE queue_name = ? AND "
@@ -501,15 +505,26 @@ class SystemDatabase(ABC):
         return what is stored afterwards."""
         # A stored row is replaced when it was never versioned, when the write is
         # unversioned (last write wins), or when a given version is greater than the
-        # stored one (either, when both are given).
+        # stored one (either, when both are given). Each stored version only grows: it
+        # becomes the greater of the stored and the written one (NULL meaning "none";
+        # spelled out because SQLite's MAX() returns NULL if either side is NULL).
+        kv = self._kv
+
+        def greatest(col: str) -> str:
+            return (
+                f"CASE WHEN excluded.{col} IS NULL THEN {kv}.{col} "
+                f"WHEN {kv}.{col} IS NULL OR excluded.{col} > {kv}.{col} THEN excluded.{col} "
+                f"ELSE {kv}.{col} END"
+            )
+
         with self._transaction() as ex:
             ex(
                 f"INSERT INTO {self._kv} (service_name, workflow_fn_name, key, value, "
                 "update_time, update_seq) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (service_name, workflow_fn_name, key) DO UPDATE SET "
                 "value = excluded.value, "
-                f"update_time = COALESCE(excluded.update_time, {self._kv}.update_time), "
-                f"update_seq = COALESCE(excluded.update_seq, {self._kv}.update_seq) WHERE "
+                f"update_time = {greatest('update_time')}, "
+                f"update_seq = {greatest('update_seq')} WHERE "
                 f"({self._kv}.update_time IS NULL AND {self._kv}.update_seq IS NULL) OR "
                 "(excluded.update_time IS NULL AND excluded.update_seq IS NULL) OR "
                 f"(excluded.update_time > {self._kv}.update_time) OR "
