@@ -4,7 +4,7 @@ Postgres (several processes share it); the rest on both backends."""
 
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -403,10 +403,12 @@ def test_a_direct_call_racing_the_dequeue_of_its_queued_id_neither_hangs_nor_run
     gate_dequeue, direct_call_inserted, dequeue_claim_tried = (threading.Event() for _ in "abc")
     real_dequeue, real_insert, real_claim = rt.sysdb.dequeue, rt.sysdb.insert_workflow, rt.claim
 
-    def dequeue(limits: QueueLimits, executor_id: str, batch: int) -> list[WorkflowRow]:
+    def dequeue(
+        limits: QueueLimits, executor_id: str, batch: int, names: Sequence[str]
+    ) -> list[WorkflowRow]:
         if limits.name == q.name and gate_dequeue.is_set():
             assert direct_call_inserted.wait(10)
-        return real_dequeue(limits, executor_id, batch)
+        return real_dequeue(limits, executor_id, batch, names)
 
     def insert_workflow(row: WorkflowRow) -> WorkflowRow | None:
         existing = real_insert(row)

@@ -6,7 +6,6 @@ from dbos_sdk._dbos import DBOS
 from dbos_sdk._handles import WorkflowHandle, WorkflowHandleAsync
 from dbos_sdk._instances import DBOSConfiguredInstance
 from dbos_sdk._queue import Queue, QueueRateLimit
-from dbos_sdk._receiver_api import DBOSLaunchError
 from dbos_sdk._receiver_types import (
     DBOSExternalState,
     DBOSLifecycleCallback,
@@ -14,20 +13,26 @@ from dbos_sdk._receiver_types import (
     MethodRegistration,
     ParamInfo,
     ReceiverRegistry,
+    ScheduleMode,
     StartWorkflowOptions,
 )
 from dbos_sdk._serialization import JSONSerializer, PickleSerializer, Serializer
 from dbos_sdk._status import StepInfo, WorkflowStatus
 from dbos_sdk.errors import (
+    DBOSCheckpointSchemaError,
     DBOSConfigurationError,
     DBOSConflictingWorkflowError,
     DBOSDatabaseConnectionError,
+    DBOSDataSourceError,
     DBOSError,
+    DBOSLaunchError,
     DBOSMaxRecoveryAttemptsExceededError,
     DBOSMaxStepRetriesExceededError,
+    DBOSNestedTransactionError,
     DBOSNonDeterministicError,
     DBOSNonExistentWorkflowError,
     DBOSNotAuthorizedError,
+    DBOSNotInTransactionError,
     DBOSNotLaunchedError,
     DBOSNotRegisteredError,
     DBOSQueueError,
@@ -35,10 +40,16 @@ from dbos_sdk.errors import (
     DBOSRegistrationError,
     DBOSSchemaVersionError,
     DBOSSerializationError,
+    DBOSTransactionRetriesExceededError,
     DBOSWorkflowCancelledError,
 )
 
 __all__ = [
+    "DBOSCheckpointSchemaError",
+    "DBOSDataSourceError",
+    "DBOSNestedTransactionError",
+    "DBOSNotInTransactionError",
+    "DBOSTransactionRetriesExceededError",
     "DBOS",
     "DBOSConfig",
     "DBOSExternalState",
@@ -48,6 +59,7 @@ __all__ = [
     "MethodRegistration",
     "ParamInfo",
     "ReceiverRegistry",
+    "ScheduleMode",
     "StartWorkflowOptions",
     "DBOSConfigurationError",
     "DBOSConfiguredInstance",

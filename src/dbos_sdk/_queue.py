@@ -102,17 +102,6 @@ class Queue:
         handle = enqueue_workflow(self.name, func, args, kwargs)
         return WorkflowHandleAsync(handle.workflow_id)
 
-    def limits(self, local_free: int | None) -> QueueLimits:
-        lim = self.limiter
-        return QueueLimits(
-            name=self.name,
-            concurrency=self.concurrency,
-            local_free=local_free,
-            limit=lim.limit if lim else None,
-            period_ms=int(lim.period * 1000) if lim else None,
-            priority_enabled=self.priority_enabled,
-        )
-
 
 _BATCH = 100
 
@@ -122,6 +111,7 @@ def queue_runner(rt: Runtime) -> None:
     internal = _internal_queue()
     poll = rt.config.queue_poll_interval_s
     own = rt.config.executor_id
+    names = [reg.name for reg in REGISTRY.workflows()]  # fixed while launched
     while not rt.stopping:
         started = 0
         limited = False
@@ -147,7 +137,7 @@ def queue_runner(rt: Runtime) -> None:
             if q.limiter is not None:
                 limited = True
             try:
-                rows = rt.sysdb.dequeue(q.limits(local_free), rt.config.executor_id, _BATCH)
+                rows = rt.sysdb.dequeue(_limits(q, local_free), own, _BATCH, names)
             except Exception:
                 if rt.stopping:
                     return
@@ -163,6 +153,18 @@ def queue_runner(rt: Runtime) -> None:
         if rt.stopping:
             return
         rt.wait_for_wake(0.0 if started else (min(poll, 0.05) if limited else poll))
+
+
+def _limits(q: Queue, local_free: int | None) -> QueueLimits:
+    lim = q.limiter
+    return QueueLimits(
+        name=q.name,
+        concurrency=q.concurrency,
+        local_free=local_free,
+        limit=lim.limit if lim else None,
+        period_ms=int(lim.period * 1000) if lim else None,
+        priority_enabled=q.priority_enabled,
+    )
 
 
 def _internal_queue() -> Queue:

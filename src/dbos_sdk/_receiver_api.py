@@ -5,11 +5,13 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeGuard, TypeVar, overload
 
 from dbos_sdk._context import SetWorkflowOptions, authed
 from dbos_sdk._handles import WorkflowHandle, enqueue_workflow, start_in_background
 from dbos_sdk._instances import DBOSConfiguredInstance
+from dbos_sdk._queue import Queue
 from dbos_sdk._receiver_types import (
     DBOSExternalState,
     DBOSLifecycleCallback,
@@ -17,13 +19,14 @@ from dbos_sdk._receiver_types import (
     MethodRegistration,
     ParamInfo,
     ReceiverRegistry,
+    ScheduleMode,
     StartWorkflowOptions,
 )
 from dbos_sdk._registry import REGISTRY, PluginHook, RegisteredFunction, registration_of
 from dbos_sdk._runtime import current_runtime
 from dbos_sdk._sysdb import DispatchStateRow
 from dbos_sdk._workflow import runtime_for
-from dbos_sdk.errors import DBOSError
+from dbos_sdk.errors import DBOSLaunchError
 
 C = TypeVar("C")
 M = TypeVar("M")
@@ -32,9 +35,10 @@ P = TypeVar("P")
 External = type[Any] | str | DBOSLifecycleCallback
 """An untyped receiver key: its class, an instance of it, or a name."""
 
+ScheduledF = TypeVar("ScheduledF", bound=Callable[[datetime, datetime], Any])
+"""A scheduled workflow: called with (scheduled_time, actual_time); sync or async."""
 
-class DBOSLaunchError(DBOSError):
-    """A registered receiver failed to initialize, so DBOS.launch() failed."""
+__all__ = ["DBOSLaunchError", "ReceiverAPI"]  # DBOSLaunchError lives in dbos_sdk.errors
 
 
 @dataclass(slots=True, eq=False)
@@ -373,6 +377,28 @@ class ReceiverAPI:
         rt = runtime_for("DBOS.get_event_dispatch_state")
         row = rt.sysdb.get_dispatch_state(service, workflow_fn_name, key)
         return _state(row) if row is not None else None
+
+    @staticmethod
+    def scheduled(
+        cron: str,
+        *,
+        mode: ScheduleMode = "exactly_once_per_interval",
+        queue: Queue | str | None = None,
+    ) -> Callable[[ScheduledF], ScheduledF]:
+        """Run the decorated workflow on a cron schedule (see dbos_sdk.scheduler).
+
+        Stack it above ``@DBOS.workflow()`` on a function taking ``(scheduled_time:
+        datetime, actual_time: datetime)`` (UTC, timezone-aware). ``cron`` has 5 fields,
+        or 6 with seconds first (``"*/5 * * * * *"``: every 5 seconds), evaluated in UTC.
+        Each tick runs once, under the workflow ID ``sched-<name>-<scheduled time>``.
+        ``mode="exactly_once_per_interval"`` also runs the ticks missed while no process
+        ran (the most recent 1000 at most), ``"when_active"`` only the ticks that fall
+        while DBOS is launched. With ``queue``, each tick is enqueued there instead of
+        started. An invalid ``cron`` fails DBOS.launch().
+        """
+        from dbos_sdk.scheduler import scheduled
+
+        return scheduled(cron, mode=mode, queue=queue)
 
 
 def _state(row: DispatchStateRow) -> DBOSExternalState:

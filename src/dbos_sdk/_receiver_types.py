@@ -86,6 +86,18 @@ class MethodRegistration:
         """Call the function with all its DBOS wrappers (for an async function: a coroutine)."""
         return self.registered_function(*args, **kwargs)
 
+    def _identity(self) -> tuple[object, ...]:
+        return (self.func, self.registered_function, self.class_name)
+
+    def __eq__(self, other: object) -> bool:
+        # Each lookup builds a new MethodRegistration: equal when they describe one function.
+        if not isinstance(other, MethodRegistration):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
     def __repr__(self) -> str:
         return f"MethodRegistration({self.name!r}, kind={self.kind!r})"
 
@@ -148,8 +160,10 @@ class DBOSExternalState:
     ``update_seq`` lower than the stored one changes nothing, and neither does an equal
     one; with both given the value is replaced if either is greater. A row never
     versioned is last-write-wins. An unversioned write (both None) to a versioned row
-    replaces the value and keeps the stored versions, so later versioned writes still
-    compare against the highest version seen.
+    replaces the value and keeps the stored versions. The stored versions never go
+    back (each is the greatest seen), so later versioned writes always compare against
+    the highest version seen. The upsert returns what is stored afterwards: a writer
+    whose version lost sees the newer value.
     """
 
     service: str

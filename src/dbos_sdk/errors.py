@@ -109,3 +109,46 @@ class DBOSRecordedError(DBOSError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.type_name, self.message))
+
+
+class DBOSLaunchError(DBOSError):
+    """DBOS.launch() failed because a registered receiver (lifecycle callback) could not
+    initialize; the message names the receiver and the setting at fault."""
+
+
+class DBOSDataSourceError(DBOSError):
+    """Root of the errors a datasource raises about its own use (see dbos_sdk.datasource)."""
+
+
+class DBOSNotInTransactionError(DBOSDataSourceError):
+    """A datasource's ``client`` was read outside one of its transactions."""
+
+
+class DBOSNestedTransactionError(DBOSDataSourceError):
+    """A transaction was called inside a step or inside another transaction; call it from
+    the workflow instead (a step or transaction is one checkpointed unit)."""
+
+
+class DBOSCheckpointSchemaError(DBOSDataSourceError):
+    """A datasource's transaction-completion table is missing (or unusable) and could not be
+    created; the message names the table and the helper or SQL that creates it."""
+
+
+class DBOSTransactionRetriesExceededError(DBOSDataSourceError):
+    """A transaction kept failing with retriable errors (serialization failure, deadlock,
+    lost connection) until its datasource's retry bound (attempts or total time) was hit."""
+
+    def __init__(self, name: str, attempts: int, elapsed_s: float, last_error: str) -> None:
+        super().__init__(
+            f"Transaction {name!r} failed with a retriable error on each of {attempts} "
+            f"attempts over {elapsed_s:.3f}s; the last was {last_error}. Reduce contention, or "
+            "raise the datasource's retry bound (retry=TransactionRetryPolicy(max_attempts=..., "
+            "max_elapsed_s=...))."
+        )
+        self.name = name
+        self.attempts = attempts
+        self.elapsed_s = elapsed_s
+        self.last_error = last_error
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.name, self.attempts, self.elapsed_s, self.last_error))

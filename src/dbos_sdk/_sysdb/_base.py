@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from dbos_sdk._sysdb._schema import MIGRATIONS, SCHEMA_VERSION
-from dbos_sdk.errors import DBOSSchemaVersionError
+from dbos_sdk.errors import DBOSConflictingWorkflowError, DBOSSchemaVersionError
 
 INTERNAL_QUEUE = "_dbos_internal_queue"
 """Resumed and forked workflows are enqueued here; every executor drains it."""
@@ -184,6 +184,8 @@ class SystemDatabase(ABC):
 
     skip_locked: str = ""
     """Row-locking clause for the dequeue select (empty where one writer exists)."""
+    no_limit: str = "-1"
+    """A LIMIT that limits nothing (OFFSET needs a LIMIT in SQLite)."""
 
     def _count(self, n: int = 1) -> None:
         with self._rt_lock:
@@ -332,9 +334,11 @@ class SystemDatabase(ABC):
         if f.limit is not None:
             sql += " LIMIT ?"
             params.append(f.limit)
-            if f.offset is not None:
-                sql += " OFFSET ?"
-                params.append(f.offset)
+        elif f.offset is not None:
+            sql += f" LIMIT {self.no_limit}"
+        if f.offset is not None:
+            sql += " OFFSET ?"
+            params.append(f.offset)
         with self._cursor() as ex:
             rows = ex(sql, tuple(params)).fetchall()
         return [WorkflowRow.from_db(r) for r in rows]
@@ -403,6 +407,12 @@ class SystemDatabase(ABC):
         the internal queue; False if the original does not exist."""
         t = now_ms()
         with self._transaction() as ex:
+            taken = ex(f"SELECT name FROM {self._ws} WHERE workflow_uuid = ?", (new_id,)).fetchone()
+            if taken is not None:
+                raise DBOSConflictingWorkflowError(
+                    f"Cannot fork {workflow_id!r} as {new_id!r}: workflow {new_id!r} already "
+                    f"exists (it runs {taken[0]!r}); choose another new_workflow_id."
+                )
             cur = ex(
                 f"INSERT INTO {self._ws} ({_WS_COLUMNS}) SELECT ?, 'ENQUEUED', name, class_name, "
                 "config_name, inputs, NULL, NULL, serialization, NULL, COALESCE(?, "
@@ -461,12 +471,17 @@ class SystemDatabase(ABC):
 
     # --- queues ------------------------------------------------------------------------
 
-    def dequeue(self, q: QueueLimits, executor_id: str, batch: int) -> list[WorkflowRow]:
+    def dequeue(
+        self, q: QueueLimits, executor_id: str, batch: int, names: Sequence[str]
+    ) -> list[WorkflowRow]:
         """Move up to ``batch`` ENQUEUED workflows of ``q`` to PENDING for this executor,
-        within the queue's global concurrency, this executor's share and the rate limit."""
+        within the queue's global concurrency, this executor's share and the rate limit.
+        Only workflows named in ``names`` (those this process registered) are taken: a
+        workflow no process here can run is left for an executor that can."""
         n = batch if q.local_free is None else min(batch, q.local_free)
-        if n <= 0:
+        if n <= 0 or not names:
             return []
+        name_marks = ", ".join("?" for _ in names)
         order = "priority ASC, created_at ASC" if q.priority_enabled else "created_at ASC"
         needs_lock = q.concurrency is not None or q.limit is not None
         with self._transaction(lock_queue=q.name if needs_lock else None) as ex:
@@ -492,9 +507,10 @@ class SystemDatabase(ABC):
             rows = ex(
                 f"UPDATE {self._ws} SET status = 'PENDING', executor_id = ?, started_at = ?, "
                 "updated_at = ? WHERE workflow_uuid IN (SELECT workflow_uuid FROM "
-                f"{self._ws} WHERE queue_name = ? AND status = 'ENQUEUED' ORDER BY {order} "
-                f"LIMIT ?{self.skip_locked}) RETURNING {_WS_COLUMNS}",
-                (executor_id, t, t, q.name, n),
+                f"{self._ws} WHERE queue_name = ? AND status = 'ENQUEUED' AND name IN "
+                f"({name_marks}) ORDER BY {order} LIMIT ?{self.skip_locked}) "
+                f"RETURNING {_WS_COLUMNS}",
+                (executor_id, t, t, q.name, *names, n),
             ).fetchall()
         return [WorkflowRow.from_db(r) for r in rows]
 

@@ -21,6 +21,7 @@ from dbos_sdk.errors import DBOSDatabaseConnectionError
 class PostgresSystemDatabase(SystemDatabase):
     backend = "postgresql"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    no_limit = "ALL"
 
     def __init__(self, url: str, *, schema: str = "dbos", pool_size: int = 10) -> None:
         self.url_for_messages = redact_url(url)
@@ -30,7 +31,8 @@ class PostgresSystemDatabase(SystemDatabase):
         except psycopg.Error as exc:
             raise DBOSDatabaseConnectionError(
                 f"Cannot connect to the Postgres system database {self.url_for_messages}: "
-                f"{str(exc).strip()}. Check that the server is running and the URL is right."
+                f"{' '.join(str(exc).split()).rstrip('.?')}. Check that the server is running "
+                "and the URL is right."
             ) from exc
         self._pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
             url,
