@@ -349,16 +349,6 @@ def rabbitmq_queue_depth(url: str, queue: str) -> int:
 
 @pytest.fixture
 def forget_receivers() -> Generator[None, None, None]:
-    """Unregister the lifecycle callbacks a test registered, once it shut DBOS down.
-
-    dbos-sdk has no public way to unregister a receiver: a receiver registered by one
-    test would otherwise be started again by every later launch in this process (and a
-    receiver bound to a deleted stream would fail them). This reaches into the registry,
-    which is a test-only shortcut; plugins never do.
-    """
-    from dbos_sdk._registry import REGISTRY  # private: see the docstring
-
-    before = list(REGISTRY.receivers)
+    """Receivers a test registers are forgotten after it: conftest's registry isolation
+    (dbos_sdk.testing.isolated_registry) does it; this name documents the need."""
     yield
-    DBOS.shutdown(workflow_timeout_s=2)
-    REGISTRY.receivers[:] = before

@@ -31,6 +31,7 @@ import psycopg  # noqa: E402
 import pytest  # noqa: E402
 
 from dbos_sdk import DBOS, DBOSConfig  # noqa: E402
+from dbos_sdk.testing import isolated_registry  # noqa: E402
 
 PG_URL = os.environ.get("DBOS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 _pg_error: str | None = None
@@ -122,6 +123,8 @@ def dbos(make_config: ConfigFactory) -> Generator[DBOS, None, None]:
 
 
 @pytest.fixture(autouse=True)
-def _shutdown_after_test() -> Generator[None, None, None]:
-    yield
-    DBOS.shutdown(workflow_timeout_s=2)
+def _isolated_registry() -> Generator[None, None, None]:
+    """Every test starts from the registrations made at import time and leaves none of its
+    own behind (a receiver left registered would run at every later launch)."""
+    with isolated_registry():
+        yield

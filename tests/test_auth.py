@@ -4,8 +4,6 @@ required_roles, on SQLite and Postgres.
 """
 
 import asyncio
-import copy
-from collections.abc import Generator
 
 import pytest
 
@@ -18,25 +16,6 @@ from dbos_sdk import (
 )
 
 Auth = tuple[str | None, tuple[str, ...] | None, str | None]
-
-_REGISTRY_PARTS = ("functions", "instances", "queues", "datasources", "receivers", "associations")
-
-
-@pytest.fixture(autouse=True)
-def _isolated_registry() -> Generator[None, None, None]:
-    """Undo what a test registered (the registry is process-wide)."""
-    from dbos_sdk._registry import REGISTRY
-
-    saved = {part: copy.copy(getattr(REGISTRY, part)) for part in _REGISTRY_PARTS}
-    yield
-    DBOS.shutdown(workflow_timeout_s=2)
-    for part, old in saved.items():
-        current = getattr(REGISTRY, part)
-        current.clear()
-        if isinstance(current, dict):
-            current.update(old)
-        else:
-            current.extend(old)
 
 
 def _auth() -> Auth:

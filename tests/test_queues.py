@@ -23,26 +23,8 @@ from dbos_sdk import (
     SetWorkflowOptions,
     WorkflowStatus,
 )
-from dbos_sdk._registry import REGISTRY
 from dbos_sdk._runtime import current_runtime
 from dbos_sdk._sysdb import QueueLimits, WorkflowRow
-
-
-@pytest.fixture(autouse=True)
-def _forget_queues_declared_by_the_test() -> Generator[None, None, None]:
-    """Queues register process-wide; drop the test's own so later runtimes don't poll them."""
-    before = dict(REGISTRY.queues)
-    yield
-    DBOS.shutdown(workflow_timeout_s=2)
-    REGISTRY.queues.clear()
-    REGISTRY.queues.update(before)
-
-
-@pytest.fixture
-def make_config(make_config: ConfigFactory) -> Generator[ConfigFactory, None, None]:
-    """The conftest factory, with DBOS shut down before the test's schema is dropped."""
-    yield make_config
-    DBOS.shutdown(workflow_timeout_s=2)
 
 
 @pytest.fixture

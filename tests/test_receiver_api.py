@@ -3,10 +3,8 @@ starting them with StartWorkflowOptions (on SQLite and Postgres where a database
 """
 
 import asyncio
-import copy
 import logging
 import time
-from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,26 +29,6 @@ from dbos_sdk import (
     StartWorkflowOptions,
 )
 from dbos_sdk import receiver as receiver_api
-
-_REGISTRY_PARTS = ("functions", "instances", "queues", "datasources", "receivers", "associations")
-
-
-@pytest.fixture(autouse=True)
-def _isolated_registry() -> Generator[None, None, None]:
-    """Undo what a test registered: the registry is process-wide, and a lifecycle callback
-    left behind would run at every later launch of this test session."""
-    from dbos_sdk._registry import REGISTRY
-
-    saved = {part: copy.copy(getattr(REGISTRY, part)) for part in _REGISTRY_PARTS}
-    yield
-    DBOS.shutdown(workflow_timeout_s=2)  # stop the receivers while they are registered
-    for part, old in saved.items():
-        current = getattr(REGISTRY, part)
-        current.clear()
-        if isinstance(current, dict):
-            current.update(old)
-        else:
-            current.extend(old)
 
 
 def _set_pending(workflow_id: str) -> None:
@@ -477,7 +455,7 @@ def test_start_workflow_registered_id_is_idempotent_and_queue_enqueues(dbos: DBO
         h = await DBOS.start_workflow_registered_async(
             mreg, (3,), {}, StartWorkflowOptions(workflow_id="async-1")
         )
-        return int(h.get_result(timeout=10))
+        return int(await h.get_result(timeout=10))
 
     assert asyncio.run(via_async()) == 3
     assert sorted(runs) == [1, 2, 3]

@@ -5,7 +5,6 @@ and the errors for bad schedules.
 
 import ast
 import asyncio
-import copy
 import logging
 import threading
 import time
@@ -33,26 +32,6 @@ from dbos_sdk import (
 
 Tick = tuple[datetime, datetime]
 """(scheduled_time, actual_time) as a workflow received them."""
-
-_REGISTRY_PARTS = ("functions", "instances", "queues", "datasources", "receivers", "associations")
-
-
-@pytest.fixture(autouse=True)
-def _isolated_registry() -> Generator[None, None, None]:
-    """Undo what a test registered: a schedule left registered would keep firing in every
-    later launch of this test session."""
-    from dbos_sdk._registry import REGISTRY
-
-    saved = {part: copy.copy(getattr(REGISTRY, part)) for part in _REGISTRY_PARTS}
-    yield
-    DBOS.shutdown(workflow_timeout_s=2)
-    for part, old in saved.items():
-        current = getattr(REGISTRY, part)
-        current.clear()
-        if isinstance(current, dict):
-            current.update(old)
-        else:
-            current.extend(old)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from dbos_sdk import (
     ReceiverRegistry,
     StartWorkflowOptions,
     WorkflowHandle,
+    WorkflowHandleAsync,
 )
 from dbos_sdk import receiver as rcv
 
@@ -129,7 +130,7 @@ start_opts.workflow_id = "other"  # type: ignore[misc]  # pyright: ignore[report
 
 async def start_async() -> None:
     handle = await DBOS.start_workflow_registered_async(workflows[0], (), {}, start_opts)
-    assert_type(handle, WorkflowHandle[Any])
+    assert_type(handle, WorkflowHandleAsync[Any])
 
 
 # --- dispatch state --------------------------------------------------------------------------

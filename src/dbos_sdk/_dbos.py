@@ -21,8 +21,9 @@ from dbos_sdk._handles import (
     start_in_background,
     status_from_row,
 )
+from dbos_sdk._queue import Queue
 from dbos_sdk._receiver_api import ReceiverAPI
-from dbos_sdk._registry import StepOptions
+from dbos_sdk._registry import REGISTRY, StepOptions
 from dbos_sdk._runtime import Runtime, current_runtime, set_runtime
 from dbos_sdk._serialization import deserialize_value
 from dbos_sdk._status import StepInfo, WorkflowStatus
@@ -258,6 +259,12 @@ class DBOS(ReceiverAPI, metaclass=_DBOSMeta):
             _local_tasks.add(task)
             task.add_done_callback(_local_tasks.discard)
         return WorkflowHandleAsync(inv.workflow_id)
+
+    @staticmethod
+    def get_queue(name: str) -> Queue | None:
+        """The declared queue of that name, or None (receivers check their settings with it
+        at launch)."""
+        return REGISTRY.queues.get(name)
 
     @staticmethod
     def retrieve_workflow(workflow_id: str) -> WorkflowHandle[Any]:

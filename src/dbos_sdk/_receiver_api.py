@@ -9,7 +9,12 @@ from datetime import datetime
 from typing import Any, TypeGuard, TypeVar, overload
 
 from dbos_sdk._context import SetWorkflowOptions, authed
-from dbos_sdk._handles import WorkflowHandle, enqueue_workflow, start_in_background
+from dbos_sdk._handles import (
+    WorkflowHandle,
+    WorkflowHandleAsync,
+    enqueue_workflow,
+    start_in_background,
+)
 from dbos_sdk._instances import DBOSConfiguredInstance
 from dbos_sdk._queue import Queue
 from dbos_sdk._receiver_types import (
@@ -128,7 +133,8 @@ class ReceiverAPI:
     @staticmethod
     def register_lifecycle_callback(cb: DBOSLifecycleCallback) -> None:
         """Take part in launch and shutdown (see DBOSLifecycleCallback). Before launch only."""
-        name = type(cb).__qualname__
+        own_name = getattr(cb, "name", None)
+        name = type(cb).__qualname__ + (f" {own_name!r}" if isinstance(own_name, str) else "")
 
         def start() -> None:
             try:
@@ -346,11 +352,12 @@ class ReceiverAPI:
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
         options: StartWorkflowOptions,
-    ) -> WorkflowHandle[Any]:
+    ) -> WorkflowHandleAsync[Any]:
         """Async twin of start_workflow_registered: the database write runs off the loop."""
-        return await asyncio.to_thread(
+        handle = await asyncio.to_thread(
             ReceiverAPI.start_workflow_registered, reg, args, kwargs, options
         )
+        return WorkflowHandleAsync(handle.workflow_id)
 
     @staticmethod
     def upsert_event_dispatch_state(state: DBOSExternalState) -> DBOSExternalState:

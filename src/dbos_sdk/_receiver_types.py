@@ -69,6 +69,8 @@ class MethodRegistration:
     kind: str | None
     """"workflow", "step", "transaction", or None for a function DBOS does not wrap."""
     is_async: bool
+    required_roles: tuple[str, ...] | None
+    """The roles a caller needs (``@DBOS.required_roles``), or None when anyone may call it."""
 
     def __init__(
         self, func: Callable[..., Any], reg: RegisteredFunction | None, class_name: str | None
@@ -81,6 +83,7 @@ class MethodRegistration:
         self.class_name = class_name
         self.kind = reg.kind if reg is not None else None
         self.is_async = inspect.iscoroutinefunction(self.func)
+        self.required_roles = reg.required_roles if reg is not None else None
 
     def invoke(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function with all its DBOS wrappers (for an async function: a coroutine)."""

@@ -61,6 +61,7 @@ class Runtime:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._started_plugins: list[PluginHook] = []
+        self._started_receivers: list[PluginHook] = []
 
     @property
     def sysdb(self) -> SystemDatabase:
@@ -110,6 +111,7 @@ class Runtime:
             for hook in REGISTRY.receivers:
                 hook.start()
                 self._started_plugins.append(hook)
+                self._started_receivers.append(hook)
             for hook in REGISTRY.receivers:
                 if hook.announce is not None:
                     hook.announce()
@@ -126,7 +128,7 @@ class Runtime:
         """Stop processing; unfinished workflows stay PENDING and are recovered later."""
         if self.shutting_down:
             return
-        receivers = [h for h in self._started_plugins if h in REGISTRY.receivers]
+        receivers = [h for h in self._started_plugins if h in self._started_receivers]
         datasources = [h for h in self._started_plugins if h not in receivers]
         self._stop_plugins(receivers)  # before workflow processing stops
         self.shutting_down = True
