@@ -60,11 +60,13 @@ def ensure_peer_venv() -> pathlib.Path:
     return python
 
 
-def run_peer(db: str, scenario: str, n: int, pg_url: str) -> dict[str, Any]:
+def run_peer(db: str, scenario: str, n: int, pg_url: str, repeat: int = 1) -> dict[str, Any]:
     """Run one dbos scenario in the peer venv; return its JSON result
-    ({"scenario", "db", "value", "unit", "n"} and, when value is null, "reason")."""
+    ({"scenario", "db", "value", "unit", "n", "batches"} and, when value is null, "reason").
+    ``repeat`` timed batches of ``n`` for sequential scenarios: value is their median."""
     python = ensure_peer_venv()
     cmd = [str(python), str(PEER_SCRIPT), "--db", db, "--scenario", scenario, "--n", str(n)]
+    cmd += ["--repeat", str(repeat)]
     done = subprocess.run([*cmd, "--pg-url", pg_url], capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
@@ -136,15 +138,19 @@ def print_line(
     unit: str,
     floor: float | None = None,
     peer: float | None = None,
+    note: str = "",
 ) -> None:
-    """One aligned line per scenario: ours, then the floor and dbos when known."""
+    """One aligned line per scenario: ours, then the floor and dbos when known, then
+    ``note`` (e.g. a target and whether it is met)."""
     parts = [f"{scenario:<18} {db:<8} {_num(ours)} {unit:<6}"]
     if floor is not None:
         parts.append(f"floor {_num(floor)} commits/s")
-    if peer is not None:
+    if peer is not None or ours is not None:
         parts.append(f"dbos-{PEER_VERSION} {_num(peer)} {unit:<6}")
     if ours is not None and peer:
-        parts.append(f"({ours / peer:.2f}x dbos)")
+        parts.append(f"({ours / peer:>5.2f}x dbos)")
+    if note:
+        parts.append(note)
     print("   ".join(parts).rstrip(), flush=True)
 
 

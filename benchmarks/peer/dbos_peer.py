@@ -5,6 +5,8 @@ Run with the peer venv's python (benchmarks/_common.py builds it), not the repo 
     .bench/dbos-3.4.0/bin/python benchmarks/peer/dbos_peer.py \
         --db postgres --scenario wf1 --n 500 --pg-url postgresql://postgres@127.0.0.1:5432/postgres
 
+With ``--repeat k`` a sequential scenario times k batches of n and reports their median
+(and every batch's rate under "batches"); the queue drain is always one batch.
 Prints exactly one JSON line on stdout; everything else (dbos's own logging) goes to stderr.
 dbos runs with its defaults, as a user would get them, except that logging is turned down.
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import statistics
 import sys
 import tempfile
 import time
@@ -27,8 +31,9 @@ from dbos import DBOS, DBOSConfig, SQLAlchemyDatasource
 from psycopg import sql
 
 SCENARIOS = ("wf1", "wf10", "queue_drain", "tx")
-SYS_DB = "bench_dbos_peer_sys"
-APP_DB = "bench_dbos_peer_app"
+# Per process: several benchmark scripts may run dbos at once on one server.
+SYS_DB = f"bench_dbos_peer_sys_{os.getpid()}"
+APP_DB = f"bench_dbos_peer_app_{os.getpid()}"
 WARMUP = 5
 
 
@@ -78,13 +83,17 @@ def _databases(db: str, pg_base: str) -> Generator[tuple[str, str]]:
         _drop_pg_databases(pg_base, SYS_DB, APP_DB)
 
 
-def _time_sequential(fn: Callable[[int], Any], n: int) -> float:
+def _time_sequential(fn: Callable[[int], Any], n: int, repeat: int) -> list[float]:
+    """Rates of ``repeat`` back-to-back batches of ``n`` calls, after a warm-up."""
     for i in range(WARMUP):
         fn(i)
-    start = time.perf_counter()
-    for i in range(n):
-        fn(i)
-    return n / (time.perf_counter() - start)
+    rates: list[float] = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for i in range(n):
+            fn(i)
+        rates.append(n / (time.perf_counter() - start))
+    return rates
 
 
 def _tx_workflow(app_url: str) -> tuple[Callable[[int], int], Callable[[], int]]:
@@ -125,7 +134,8 @@ def _queue_drain(n: int) -> float:
     return rate
 
 
-def run(db: str, scenario: str, n: int, pg_base: str) -> float:
+def run(db: str, scenario: str, n: int, pg_base: str, repeat: int = 1) -> list[float]:
+    """The rate of each timed batch (one for the queue drain)."""
     with _databases(db, pg_base) as (sys_url, app_url):
         tx = _tx_workflow(app_url) if scenario == "tx" else None
         config: DBOSConfig = {
@@ -137,16 +147,16 @@ def run(db: str, scenario: str, n: int, pg_base: str) -> float:
         DBOS.launch()
         try:
             if scenario == "wf1":
-                return _time_sequential(wf1, n)
+                return _time_sequential(wf1, n, repeat)
             if scenario == "wf10":
-                return _time_sequential(wf10, n)
+                return _time_sequential(wf10, n, repeat)
             if scenario == "queue_drain":
-                return _queue_drain(n)
+                return [_queue_drain(n)]
             assert tx is not None
             tx_wf, count_rows = tx
-            rate = _time_sequential(tx_wf, n)
-            assert count_rows() == WARMUP + n, "transactions did not insert one row each"
-            return rate
+            rates = _time_sequential(tx_wf, n, repeat)
+            assert count_rows() == WARMUP + n * repeat, "transactions did not insert one row each"
+            return rates
         finally:
             DBOS.destroy()
 
@@ -157,21 +167,23 @@ def main() -> None:
     p.add_argument("--scenario", choices=SCENARIOS, required=True)
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--repeat", type=int, default=1, help="timed batches (median reported)")
     args = p.parse_args()
 
     out = sys.stdout
-    value: float | None = None
+    batches: list[float] = []
     reason: str | None = None
     # Anything dbos (or a library under it) prints must not corrupt the one JSON line.
     with contextlib.redirect_stdout(sys.stderr):
         try:
-            value = run(args.db, args.scenario, args.n, args.pg_url)
+            batches = run(args.db, args.scenario, args.n, args.pg_url, args.repeat)
         except Exception as e:
             # A failed peer run is a null figure with its reason, not a crashed benchmark.
             traceback.print_exc()
             reason = f"{type(e).__name__}: {e}"
+    value = statistics.median(batches) if batches else None
     result = {"scenario": args.scenario, "db": args.db, "value": value, "unit": "wf/s"}
-    result |= {"n": args.n} | ({"reason": reason} if reason else {})
+    result |= {"n": args.n, "batches": batches} | ({"reason": reason} if reason else {})
     out.write(json.dumps(result) + "\n")
 
 

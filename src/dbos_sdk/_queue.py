@@ -1,5 +1,6 @@
 """Queues: durable, rate-limited, concurrency-limited sets of workflows to run."""
 
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -104,6 +105,10 @@ class Queue:
 
 
 _BATCH = 100
+_GATHER_S = 0.005
+"""After a dequeue that found fewer rows than it could take, the queue is dequeued again no
+sooner than this: a burst of enqueues starts in a few batches (one commit each) rather
+than one by one, for at most this much more start latency within a burst."""
 
 
 def queue_runner(rt: Runtime) -> None:
@@ -112,8 +117,11 @@ def queue_runner(rt: Runtime) -> None:
     poll = rt.config.queue_poll_interval_s
     own = rt.config.executor_id
     names = [reg.name for reg in REGISTRY.workflows()]  # fixed while launched
+    due: set[str] | None = None  # the queues to dequeue from; None: all
+    not_before: dict[str, float] = {}  # queue -> when its next partial dequeue may run
     while not rt.stopping:
-        started = 0
+        more: set[str] = set()  # queues that filled a batch: dequeue again at once
+        held: set[str] = set()  # queues woken within _GATHER_S of their last partial batch
         limited = False
         for workflow_id, queue_name in rt.take_retries():
             try:
@@ -136,6 +144,11 @@ def queue_runner(rt: Runtime) -> None:
                 local_free = min(local_free, q.worker_concurrency - inflight)
             if q.limiter is not None:
                 limited = True
+            if due is not None and q.name not in due:
+                continue
+            if time.monotonic() < not_before.get(q.name, 0.0):
+                held.add(q.name)
+                continue
             try:
                 rows = rt.sysdb.dequeue(_limits(q, local_free), own, _BATCH, names)
             except Exception:
@@ -147,12 +160,27 @@ def queue_runner(rt: Runtime) -> None:
                 rows.sort(key=lambda r: (r.priority, r.created_at))
             else:
                 rows.sort(key=lambda r: r.created_at)
+            try:  # one read for the batch, not one per workflow
+                steps = rt.sysdb.get_steps_of([r.workflow_id for r in rows]) if rows else {}
+            except Exception:
+                steps = {}  # each start reads its own
             for row in rows:
-                start_row(rt, row, q.name)
-            started += len(rows)
+                start_row(rt, row, q.name, steps.get(row.workflow_id))
+            if rows and len(rows) >= min(_BATCH, local_free):
+                more.add(q.name)
+            elif rows:
+                not_before[q.name] = time.monotonic() + _GATHER_S
         if rt.stopping:
             return
-        rt.wait_for_wake(0.0 if started else (min(poll, 0.05) if limited else poll))
+        poll_timeout = 0.0 if more else (min(poll, 0.05) if limited else poll)
+        timeout = poll_timeout
+        if held:
+            timeout = min(timeout, max(0.0, min(not_before[n] for n in held) - time.monotonic()))
+        due = rt.wait_for_wake(timeout)
+        if due is None and timeout < poll_timeout:
+            due = set()  # the gather timer ran out, not the poll interval
+        if due is not None:
+            due |= more | held
 
 
 def _limits(q: Queue, local_free: int | None) -> QueueLimits:

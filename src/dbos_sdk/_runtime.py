@@ -6,6 +6,7 @@ import contextvars
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -50,6 +51,9 @@ class Runtime:
         """Workflows (and their queue) that a start found claimed here: restarted if that
         claim is abandoned instead of run (see :meth:`claim`)."""
         self._retries: list[tuple[str, str | None]] = []
+        self._recorded: OrderedDict[str, Outcome] = OrderedDict()
+        self._woken: set[str] | None = set()
+        """Queues to dequeue from at the next wake; None: all of them."""
         self._serializers: dict[str, Serializer] = {
             s.name: s for s in (PickleSerializer(), JSONSerializer(), config.serializer)
         }
@@ -227,8 +231,26 @@ class Runtime:
                 entry.future.set_exception(outcome.error)
             else:
                 entry.future.set_result(outcome.value)
-        if entry.queue_name is not None or retry:
-            self._wake.set()
+        if retry:
+            self.wake_queues()
+        elif entry.queue_name is not None:
+            q = REGISTRY.queues.get(entry.queue_name)
+            if q is not None and (q.concurrency is not None or q.worker_concurrency is not None):
+                self.wake_queues(entry.queue_name)  # a slot of that queue is free
+
+    RECORDED_OUTCOMES_KEPT = 10_000
+
+    def remember_outcome(self, workflow_id: str, outcome: Outcome) -> None:
+        """Keep the SUCCESS or ERROR outcome this process just recorded: it never changes,
+        so a handle waiting on a workflow that finished here needs no database read."""
+        with self.running_lock:
+            self._recorded[workflow_id] = outcome
+            if len(self._recorded) > self.RECORDED_OUTCOMES_KEPT:
+                self._recorded.popitem(last=False)
+
+    def recorded_outcome(self, workflow_id: str) -> Outcome | None:
+        with self.running_lock:
+            return self._recorded.get(workflow_id)
 
     def take_retries(self) -> list[tuple[str, str | None]]:
         """The handed-off starts to retry (workflow ID, queue), their reservations ended."""
@@ -239,12 +261,23 @@ class Runtime:
                     self.queue_inflight[queue] -= 1
         return retries
 
-    def wake_queues(self) -> None:
+    def wake_queues(self, queue: str | None = None) -> None:
+        """Have the queue runner dequeue from ``queue`` now (None: from every queue)."""
+        with self.running_lock:
+            if queue is None:
+                self._woken = None
+            elif self._woken is not None:
+                self._woken.add(queue)
         self._wake.set()
 
-    def wait_for_wake(self, timeout: float) -> None:
-        self._wake.wait(timeout)
-        self._wake.clear()
+    def wait_for_wake(self, timeout: float) -> set[str] | None:
+        """Wait until woken or ``timeout``; return the queues woken (None: every queue,
+        also when a positive timeout passed: a poll for work other processes enqueued)."""
+        woken = self._wake.wait(timeout)
+        with self.running_lock:
+            self._wake.clear()
+            due, self._woken = self._woken, set()
+        return due if woken or timeout <= 0 else None
 
     @property
     def stopping(self) -> bool:
@@ -286,7 +319,9 @@ class Runtime:
             finally:
                 with self.running_lock:
                     self.background_inflight -= 1
-                self._wake.set()
+                    was_full = self.background_inflight + 1 >= self.config.max_executor_threads
+                if was_full:
+                    self.wake_queues()  # a worker thread is free for any queue
 
         def cancelled(f: "concurrent.futures.Future[None]") -> None:
             if f.cancelled():

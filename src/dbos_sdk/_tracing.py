@@ -36,8 +36,10 @@ _NO_SPAN = SpanHandle(None)
 
 @contextmanager
 def span(name: str, attributes: dict[str, Any]) -> Generator[SpanHandle, None, None]:
-    """A span named after the function's registered name; nothing without OpenTelemetry."""
-    if _trace is None:
+    """A span named after the function's registered name; nothing without OpenTelemetry,
+    or while no tracer provider is set (the API's default proxy would only make no-op
+    spans, at a cost paid per workflow and per step)."""
+    if _trace is None or isinstance(_trace.get_tracer_provider(), _trace.ProxyTracerProvider):
         yield _NO_SPAN
         return
     tracer = _trace.get_tracer("dbos_sdk")

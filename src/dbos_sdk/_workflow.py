@@ -203,7 +203,7 @@ class WorkflowInvocation:
         if queue is not None:
             if existing is not None:
                 self._check_same_workflow(existing)  # else: enqueued (or ran) already
-            rt.wake_queues()
+            rt.wake_queues(queue)
             return Prepared("enqueued")
         if existing is None:
             return Prepared("execute", self._context(row, None))
@@ -230,8 +230,9 @@ class WorkflowInvocation:
         self._release(None)
         return Prepared("wait")
 
-    def resume(self, row: WorkflowRow) -> "Prepared":
-        """Run a recorded PENDING workflow of this executor (after the claim is held)."""
+    def resume(self, row: WorkflowRow, steps: list[StepRow] | None = None) -> "Prepared":
+        """Run a recorded PENDING workflow of this executor (after the claim is held);
+        ``steps``: its recorded steps, if the caller has read them already."""
         row_deadline: int | None
         if row.deadline_epoch_ms is None and row.timeout_ms is not None:
             row_deadline = (row.started_at or now_ms()) + row.timeout_ms
@@ -239,7 +240,8 @@ class WorkflowInvocation:
             row_deadline = row.deadline_epoch_ms
         if self.entry is not None:
             self.entry.deadline_ms = row_deadline
-        steps = self.rt.sysdb.get_steps(row.workflow_id)
+        if steps is None:
+            steps = self.rt.sysdb.get_steps(row.workflow_id)
         return Prepared("execute", self._context(row, {s.function_id: s for s in steps}))
 
     def _context(self, row: WorkflowRow, recorded: dict[int, StepRow] | None) -> WorkflowContext:
@@ -315,7 +317,9 @@ class WorkflowInvocation:
                 else:
                     text = serialize_error(ser, outcome.error)
                     ok = rt.sysdb.finish_workflow(ctx.workflow_id, "ERROR", None, text)
-                if not ok:
+                if ok:
+                    rt.remember_outcome(ctx.workflow_id, outcome)
+                else:
                     outcome = Outcome(error=DBOSWorkflowCancelledError(ctx.workflow_id))
         except BaseException as exc:
             self._release(Outcome(error=exc))
@@ -383,8 +387,11 @@ def run_in_background(rt: Runtime, inv: "WorkflowInvocation", prepared: Prepared
         rt.submit_sync(lambda: inv.run_sync(ctx), abandon)
 
 
-def start_row(rt: Runtime, row: WorkflowRow, queue: str | None) -> None:
-    """Run a PENDING workflow of this executor from its row (recovery and dequeue)."""
+def start_row(
+    rt: Runtime, row: WorkflowRow, queue: str | None, steps: list[StepRow] | None = None
+) -> None:
+    """Run a PENDING workflow of this executor from its row (recovery and dequeue);
+    ``steps``: its recorded steps, if already read."""
     reg = REGISTRY.functions.get(row.name)
     if reg is None or reg.kind != "workflow":
         rt.logger.error(
@@ -401,7 +408,7 @@ def start_row(rt: Runtime, row: WorkflowRow, queue: str | None) -> None:
         inv = WorkflowInvocation(rt, reg, args, kwargs)
         inv.entry = claimed
         inv.workflow_id = row.workflow_id
-        prepared = inv.resume(row)
+        prepared = inv.resume(row, steps)
     except Exception as exc:
         rt.logger.error("Cannot start workflow %r: %s", row.workflow_id, exc)
         rt.release(claimed, None)
@@ -441,6 +448,10 @@ def poll_outcome(rt: Runtime, workflow_id: str, timeout: float | None) -> Outcom
                 return _outcome_of_future(entry.future, end)
             except ShutdownInterrupt:
                 pass  # that execution was abandoned: read what the database says
+        else:
+            recorded = rt.recorded_outcome(workflow_id)
+            if recorded is not None:
+                return recorded
         row = rt.sysdb.get_workflow(workflow_id)
         if row is None:
             raise DBOSNonExistentWorkflowError(workflow_id)
@@ -468,6 +479,9 @@ async def poll_outcome_async(rt: Runtime, workflow_id: str, timeout: float | Non
                 raise
             except Exception as exc:
                 return Outcome(error=exc)
+        recorded = rt.recorded_outcome(workflow_id)
+        if recorded is not None:
+            return recorded
         row = rt.sysdb.get_workflow(workflow_id)
         if row is None:
             raise DBOSNonExistentWorkflowError(workflow_id)

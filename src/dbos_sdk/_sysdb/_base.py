@@ -169,6 +169,13 @@ class SystemDatabase(ABC):
     def _cursor(self) -> AbstractContextManager[Executor]:
         """An executor whose every statement commits on its own."""
 
+    def _outcome_cursor(self) -> AbstractContextManager[Executor]:
+        """Like :meth:`_cursor`, for writing workflow outcomes. Those may be committed
+        without waiting for the disk where the backend allows it: every step is already
+        durable, so an outcome lost by a crash of the database server is recomputed, the
+        same, by recovery replaying the steps."""
+        return self._cursor()
+
     @abstractmethod
     def _transaction(self, *, lock_queue: str | None = None) -> AbstractContextManager[Executor]:
         """An executor whose statements commit together; ``lock_queue`` serializes dequeuers
@@ -273,7 +280,7 @@ class SystemDatabase(ABC):
     ) -> bool:
         """Record a PENDING workflow's outcome; False if it is no longer PENDING (cancelled)."""
         t = now_ms()
-        with self._cursor() as ex:
+        with self._outcome_cursor() as ex:
             cur = ex(
                 f"UPDATE {self._ws} SET status = ?, output = ?, error = ?, updated_at = ?, "
                 "completed_at = ? WHERE workflow_uuid = ? AND status = 'PENDING'",
@@ -468,6 +475,23 @@ class SystemDatabase(ABC):
                 (workflow_id,),
             ).fetchall()
         return [StepRow(*r) for r in rows]
+
+    def get_steps_of(self, workflow_ids: Sequence[str]) -> dict[str, list[StepRow]]:
+        """The recorded steps of several workflows (in order), in one statement: what a
+        dequeued batch needs before it starts."""
+        if not workflow_ids:
+            return {}
+        marks = ", ".join("?" for _ in workflow_ids)
+        with self._cursor() as ex:
+            rows = ex(
+                f"SELECT workflow_uuid, {_STEP_COLUMNS} FROM {self._ops} "
+                f"WHERE workflow_uuid IN ({marks}) ORDER BY workflow_uuid, function_id",
+                tuple(workflow_ids),
+            ).fetchall()
+        steps: dict[str, list[StepRow]] = {wfid: [] for wfid in workflow_ids}
+        for r in rows:
+            steps[r[0]].append(StepRow(*r[1:]))
+        return steps
 
     # --- queues ------------------------------------------------------------------------
 

@@ -42,6 +42,19 @@ class PostgresSystemDatabase(SystemDatabase):
             open=True,
             name="dbos-system-database",
         )
+        # Outcomes commit asynchronously (see SystemDatabase._outcome_cursor): the server
+        # acknowledges the commit before its WAL reaches the disk, saving an fsync wait.
+        # The next synchronous commit of any session flushes it; a server crash in the
+        # meantime (at most ~3 x wal_writer_delay) leaves the workflow PENDING.
+        self._outcome_pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            configure=_asynchronous_commit,
+            open=True,
+            name="dbos-system-database-outcomes",
+        )
         self._sql_cache: dict[str, str] = {}
         super().__init__()
 
@@ -75,6 +88,11 @@ class PostgresSystemDatabase(SystemDatabase):
             yield self._executor(conn)
 
     @contextmanager
+    def _outcome_cursor(self) -> Generator[Executor, None, None]:
+        with self._outcome_pool.connection() as conn:
+            yield self._executor(conn)
+
+    @contextmanager
     def _transaction(self, *, lock_queue: str | None = None) -> Generator[Executor, None, None]:
         with self._pool.connection() as conn:
             self._count(2)  # BEGIN and COMMIT
@@ -96,4 +114,9 @@ class PostgresSystemDatabase(SystemDatabase):
             run(ex)
 
     def close(self) -> None:
+        self._outcome_pool.close()
         self._pool.close()
+
+
+def _asynchronous_commit(conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+    conn.execute("SET synchronous_commit = off")
