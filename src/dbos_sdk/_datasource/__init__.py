@@ -1,0 +1,1 @@
+"""Internals behind :mod:`dbos_sdk.datasource` (the public plugin API for datasources)."""

@@ -1,0 +1,205 @@
+"""The AsyncSession datasource.
+
+Sessions run on whichever event loop awaits the transaction. ``initialize`` and
+``destroy`` are synchronous and run on a :class:`BackgroundLoop` of the datasource (the
+runtime's loop is closed by the time datasources are destroyed).
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from dbos_sdk.datasource import (
+    AsyncDataSource,
+    BackgroundLoop,
+    TransactionCheckpoint,
+    TransactionRetryPolicy,
+    check_pg_schema_name,
+    is_pg_retriable_transaction_error,
+    pg_commit_with_checkpoint_async,
+    pg_ensure_checkpoint_schema_async,
+    pg_insert_checkpoint_if_absent_async,
+    pg_install_checkpoint_schema_async,
+    pg_read_checkpoint_async,
+    register_data_source,
+)
+from dbos_sdk.errors import DBOSDatabaseConnectionError, DBOSNotLaunchedError
+from dbos_sqlalchemy_datasource._common import (
+    DRIVER_CONNECTION,
+    SQLAlchemyTransactionConfig,
+    connection_options,
+    driver_of_async,
+    pending_orm_changes,
+    psycopg_url,
+)
+
+
+class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransactionConfig]):
+    """Async transactions on PostgreSQL with a SQLAlchemy 2 ``AsyncSession`` (over
+    psycopg 3); ``client`` is the transaction's ``AsyncSession``; transactions are
+    ``async def`` functions. Registers itself on construction.
+
+    ``url`` is a ``postgresql://`` URL (the datasource creates its async engine at launch
+    and disposes of it at shutdown) or an ``AsyncEngine`` you own (used, never disposed).
+    One async engine's pool should not be shared by event loops that contend for it: keep
+    ``pool_size`` above the concurrency, or pass an engine with ``poolclass=NullPool``.
+    """
+
+    schema: str
+
+    def __init__(
+        self,
+        name: str,
+        url: str | AsyncEngine,
+        *,
+        schema: str = "dbos",
+        pool_size: int = 10,
+        retry: TransactionRetryPolicy | None = None,
+        create_checkpoint_schema: bool = True,
+        engine_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            name,
+            ds_type="sqlalchemy-async",
+            config_type=SQLAlchemyTransactionConfig,
+            retry=retry,
+        )
+        self.schema = check_pg_schema_name(schema)
+        self._url = psycopg_url(name, url) if isinstance(url, str) else None
+        self._given_engine = None if isinstance(url, str) else url
+        self._engine: AsyncEngine | None = None
+        self._engine_kwargs = {"pool_size": pool_size, **(engine_kwargs or {})}
+        self._create = create_checkpoint_schema
+        self._loop = BackgroundLoop(f"dbos-ds-{name}")
+        register_data_source(self)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The async engine transactions run on (between launch and shutdown)."""
+        if self._engine is None:
+            raise DBOSNotLaunchedError(
+                f"{self!r} is not open: its transactions run between DBOS.launch() and "
+                "DBOS.shutdown()."
+            )
+        return self._engine
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def initialize(self) -> None:
+        """Create the engine (unless one was given); check connectivity and the checkpoint table."""
+        if self._given_engine is not None:
+            self._engine = self._given_engine
+        else:
+            assert self._url is not None
+            self._engine = create_async_engine(self._url, **self._engine_kwargs)
+        try:
+            self._loop.run(self._check_schema())
+        except OperationalError as exc:
+            self.destroy()
+            url = self._url or (self._given_engine.url if self._given_engine else None)
+            where = url.render_as_string(hide_password=True) if url is not None else "<no URL>"
+            raise DBOSDatabaseConnectionError(
+                f"{self!r} cannot connect to {where}: {exc.orig}. Check the URL and that the "
+                "server is up."
+            ) from exc
+        except BaseException:
+            self.destroy()
+            raise
+
+    async def _check_schema(self) -> None:
+        async with self.engine.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            raw = driver_of_async(auto, self.name)
+            await pg_ensure_checkpoint_schema_async(
+                raw, self.schema, create=self._create, who=repr(self)
+            )
+
+    def destroy(self) -> None:
+        """Dispose of the engine this datasource created (an engine it was given stays)."""
+        engine, self._engine = self._engine, None
+        if engine is not None and engine is not self._given_engine:
+            self._loop.run(engine.dispose())
+        self._loop.stop()
+
+    def install_checkpoint_schema(self) -> None:
+        """Create the checkpoint schema and table now (idempotent): for deploy scripts and
+        tests, as a role allowed to create them."""
+
+        async def install() -> None:
+            engine = self._engine or self._given_engine
+            temporary = engine is None
+            if engine is None:
+                assert self._url is not None
+                engine = create_async_engine(self._url, poolclass=NullPool)
+            try:
+                async with engine.connect() as conn:
+                    auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    raw = driver_of_async(auto, self.name)
+                    await pg_install_checkpoint_schema_async(raw, self.schema)
+            finally:
+                if temporary:
+                    await engine.dispose()
+
+        self._loop.run(install())
+        if self._engine is None:
+            self._loop.stop()
+
+    # --- hooks ----------------------------------------------------------------------------
+
+    async def _open_transaction(self, config: SQLAlchemyTransactionConfig) -> AsyncSession:
+        session = AsyncSession(bind=self.engine, expire_on_commit=False)
+        try:
+            conn = await session.connection(execution_options=dict(connection_options(config)))
+            session.info[DRIVER_CONNECTION] = driver_of_async(conn, self.name)
+        except BaseException:
+            await session.close()
+            raise
+        return session
+
+    async def _before_commit(self, client: AsyncSession) -> None:
+        # Flush before the output is encoded: the checkpoint then holds generated keys
+        # and defaults, as the caller sees them.
+        if pending_orm_changes(client):
+            await client.flush()
+
+    async def _commit_transaction(
+        self, client: AsyncSession, checkpoint: TransactionCheckpoint | None
+    ) -> bool:
+        if checkpoint is not None:
+            raw: psycopg.AsyncConnection[Any] = client.info[DRIVER_CONNECTION]
+            # Checkpoint and COMMIT in one round trip on the driver connection; the
+            # session's own commit then finds the transaction over and sends nothing.
+            if not await pg_commit_with_checkpoint_async(raw, self.schema, checkpoint):
+                await client.rollback()
+                return False
+        await client.commit()
+        return True
+
+    async def _rollback_transaction(self, client: AsyncSession) -> None:
+        await client.rollback()
+
+    async def _close_transaction(self, client: AsyncSession) -> None:
+        await client.close()
+
+    async def _read_checkpoint(
+        self, workflow_id: str, step_id: int
+    ) -> TransactionCheckpoint | None:
+        async with self.engine.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            raw = driver_of_async(auto, self.name)
+            return await pg_read_checkpoint_async(raw, self.schema, workflow_id, step_id)
+
+    async def _write_error_checkpoint(self, checkpoint: TransactionCheckpoint) -> bool:
+        async with self.engine.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            raw = driver_of_async(auto, self.name)
+            return await pg_insert_checkpoint_if_absent_async(raw, self.schema, checkpoint)
+
+    def is_retriable_error(self, error: BaseException) -> bool:
+        """Serialization failure, deadlock and lost connections, also when SQLAlchemy wraps
+        them (see :func:`dbos_sdk.datasource.is_pg_retriable_transaction_error`)."""
+        return is_pg_retriable_transaction_error(error)

@@ -1,0 +1,190 @@
+"""The Session datasource."""
+
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from dbos_sdk.datasource import (
+    SyncDataSource,
+    TransactionCheckpoint,
+    TransactionRetryPolicy,
+    check_pg_schema_name,
+    is_pg_retriable_transaction_error,
+    pg_commit_with_checkpoint,
+    pg_ensure_checkpoint_schema,
+    pg_insert_checkpoint_if_absent,
+    pg_install_checkpoint_schema,
+    pg_read_checkpoint,
+    register_data_source,
+)
+from dbos_sdk.errors import DBOSDatabaseConnectionError, DBOSNotLaunchedError
+from dbos_sqlalchemy_datasource._common import (
+    DRIVER_CONNECTION,
+    SQLAlchemyTransactionConfig,
+    connection_options,
+    pending_orm_changes,
+    psycopg_url,
+    raw_connection,
+)
+
+
+class SQLAlchemyDataSource(SyncDataSource[Session, SQLAlchemyTransactionConfig]):
+    """Transactions on PostgreSQL with a SQLAlchemy 2 ORM ``Session`` (over psycopg 3);
+    ``client`` is the transaction's ``Session``. Registers itself on construction.
+
+    ``url`` is a ``postgresql://`` URL (the datasource creates its engine at launch and
+    disposes of it at shutdown; ``engine_kwargs`` go to ``create_engine``) or an ``Engine``
+    you own (used, never disposed). Sessions use ``expire_on_commit=False``, so objects a
+    transaction returns stay readable. Do not commit or roll back the session yourself.
+    """
+
+    schema: str
+
+    def __init__(
+        self,
+        name: str,
+        url: str | Engine,
+        *,
+        schema: str = "dbos",
+        pool_size: int = 10,
+        retry: TransactionRetryPolicy | None = None,
+        create_checkpoint_schema: bool = True,
+        engine_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            name, ds_type="sqlalchemy", config_type=SQLAlchemyTransactionConfig, retry=retry
+        )
+        self.schema = check_pg_schema_name(schema)
+        self._url = psycopg_url(name, url) if isinstance(url, str) else None
+        self._given_engine = None if isinstance(url, str) else url
+        self._engine: Engine | None = None
+        self._engine_kwargs = {"pool_size": pool_size, **(engine_kwargs or {})}
+        self._create = create_checkpoint_schema
+        register_data_source(self)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine transactions run on (between launch and shutdown)."""
+        if self._engine is None:
+            raise DBOSNotLaunchedError(
+                f"{self!r} is not open: its transactions run between DBOS.launch() and "
+                "DBOS.shutdown()."
+            )
+        return self._engine
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def initialize(self) -> None:
+        """Create the engine (unless one was given); check connectivity and the checkpoint table."""
+        if self._given_engine is not None:
+            self._engine = self._given_engine
+        else:
+            assert self._url is not None
+            self._engine = create_engine(self._url, **self._engine_kwargs)
+        try:
+            with self._autocommit() as conn:
+                pg_ensure_checkpoint_schema(
+                    raw_connection(conn.connection.dbapi_connection, self.name),
+                    self.schema,
+                    create=self._create,
+                    who=repr(self),
+                )
+        except OperationalError as exc:
+            self.destroy()
+            where = self._engine_url_for_messages()
+            raise DBOSDatabaseConnectionError(
+                f"{self!r} cannot connect to {where}: {exc.orig}. Check the URL and that the "
+                "server is up."
+            ) from exc
+        except BaseException:
+            self.destroy()
+            raise
+
+    def _engine_url_for_messages(self) -> str:
+        url = self._url or (self._given_engine.url if self._given_engine is not None else None)
+        return url.render_as_string(hide_password=True) if url is not None else "<no URL>"
+
+    def destroy(self) -> None:
+        """Dispose of the engine this datasource created (an engine it was given stays)."""
+        engine, self._engine = self._engine, None
+        if engine is not None and engine is not self._given_engine:
+            engine.dispose()
+
+    def install_checkpoint_schema(self) -> None:
+        """Create the checkpoint schema and table now (idempotent): for deploy scripts and
+        tests, as a role allowed to create them."""
+        engine = self._engine or self._given_engine
+        temporary = engine is None
+        if engine is None:
+            assert self._url is not None
+            engine = create_engine(self._url, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                auto = conn.execution_options(isolation_level="AUTOCOMMIT")
+                raw = raw_connection(auto.connection.dbapi_connection, self.name)
+                pg_install_checkpoint_schema(raw, self.schema)
+        finally:
+            if temporary:
+                engine.dispose()
+
+    # --- hooks ----------------------------------------------------------------------------
+
+    def _autocommit(self) -> Connection:
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def _open_transaction(self, config: SQLAlchemyTransactionConfig) -> Session:
+        session = Session(bind=self.engine, expire_on_commit=False)
+        try:
+            conn = session.connection(execution_options=dict(connection_options(config)))
+            session.info[DRIVER_CONNECTION] = raw_connection(
+                conn.connection.dbapi_connection, self.name
+            )
+        except BaseException:
+            session.close()
+            raise
+        return session
+
+    def _before_commit(self, client: Session) -> None:
+        # Flush before the output is encoded: the checkpoint then holds generated keys
+        # and defaults, as the caller sees them.
+        if pending_orm_changes(client):
+            client.flush()
+
+    def _commit_transaction(
+        self, client: Session, checkpoint: TransactionCheckpoint | None
+    ) -> bool:
+        if checkpoint is not None:
+            raw: psycopg.Connection[Any] = client.info[DRIVER_CONNECTION]
+            # Checkpoint and COMMIT in one round trip on the driver connection; the
+            # session's own commit then finds the transaction over and sends nothing.
+            if not pg_commit_with_checkpoint(raw, self.schema, checkpoint):
+                client.rollback()
+                return False
+        client.commit()
+        return True
+
+    def _rollback_transaction(self, client: Session) -> None:
+        client.rollback()
+
+    def _close_transaction(self, client: Session) -> None:
+        client.close()
+
+    def _read_checkpoint(self, workflow_id: str, step_id: int) -> TransactionCheckpoint | None:
+        with self._autocommit() as conn:
+            raw = raw_connection(conn.connection.dbapi_connection, self.name)
+            return pg_read_checkpoint(raw, self.schema, workflow_id, step_id)
+
+    def _write_error_checkpoint(self, checkpoint: TransactionCheckpoint) -> bool:
+        with self._autocommit() as conn:
+            raw = raw_connection(conn.connection.dbapi_connection, self.name)
+            return pg_insert_checkpoint_if_absent(raw, self.schema, checkpoint)
+
+    def is_retriable_error(self, error: BaseException) -> bool:
+        """Serialization failure, deadlock and lost connections, also when SQLAlchemy wraps
+        them (see :func:`dbos_sdk.datasource.is_pg_retriable_transaction_error`)."""
+        return is_pg_retriable_transaction_error(error)
