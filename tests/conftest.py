@@ -19,6 +19,7 @@ for _package in (
     "dbos_asgi_serve",
     "dbos_nats_receive",
     "dbos_rabbitmq_receive",
+    "dbos_sdk_demo",
 ):
     beartype_package(_package, conf=_BEARTYPE)
 

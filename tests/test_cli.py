@@ -1,10 +1,10 @@
 """The ``dbos-sdk`` command line, run for real against system databases that a launched DBOS
 wrote, on SQLite and Postgres: tables, --json, exit codes; resume and fork picked up by a
-launched runtime; the demo surviving a real SIGKILL; the examples.
+launched runtime; the examples. (The demo's tests are in test_demo.py.)
 
 Most commands run in this process through ``main(argv)`` (beartype checks the CLI's
-types then); the console script, ``python -m dbos_sdk``, the demo and the examples run
-as real processes.
+types then); the console script, ``python -m dbos_sdk`` and the examples run as real
+processes.
 """
 
 import io
@@ -521,88 +521,6 @@ def test_the_console_script_and_python_dash_m_run_the_cli(
         missing = run_process([*argv, "workflow", "get", "nope", *recorded], tmp_path)
         assert missing.code == EXIT_FAILED and "'nope'" in missing.err
         assert run_process([*argv, "nonsense"], tmp_path).code == EXIT_USAGE
-
-
-def _demo_pids(out: str) -> tuple[int, int]:
-    killed = re.search(r"Killing\s+process\s+(\d+)\s+with\s+SIGKILL", out)
-    fresh = re.search(r"Restart the app in a fresh process (\d+)", out)
-    assert killed and fresh, out
-    return int(killed.group(1)), int(fresh.group(1))
-
-
-def test_demo_survives_a_sigkill_and_narrates_the_recovery(tmp_path: Path) -> None:
-    start = time.monotonic()
-    r = cli_process("demo", cwd=tmp_path)
-    elapsed = time.monotonic() - start
-    assert r.code == EXIT_OK, r.out + r.err
-    assert elapsed < 20
-    killed, fresh = _demo_pids(r.out)
-    out = " ".join(r.out.split())  # the narration wraps its paragraphs
-    assert killed != fresh
-    # The story, in order.
-    story = [
-        f"[1/4] Start the app in process {killed}",
-        "step 1 reserve_inventory",
-        "step 2 charge_payment",
-        "step 3 ship_order",
-        "[2/4] Crash it in the middle of step 3",
-        "The database has steps 1-2 checkpointed",
-        "still PENDING",
-        f"[3/4] Restart the app in a fresh process {fresh}",
-        "steps 1-2: replayed from their checkpoints",
-        "step 3 ship_order",
-        "step 4 notify_customer",
-        "[4/4] What the system database recorded",
-        "Inspect it yourself:",
-    ]
-    pos = 0
-    for part in story:
-        found = out.find(part, pos)
-        assert found >= 0, f"{part!r} is missing after position {pos} of: {out}"
-        pos = found + len(part)
-    recovery = out[out.index("[3/4]") : out.index("[4/4]")]
-    assert "step 1 " not in recovery and "step 2 " not in recovery  # not run again
-    wfid = re.search(r"Workflow ID:\s+(demo-order-\w+)", out)
-    assert wfid, out
-    workflow_id = wfid.group(1)
-    db = tmp_path.resolve() / "dbos-sdk.sqlite"
-    assert f"dbos-sdk workflow steps {workflow_id} --db-url sqlite:///{db}" in out
-
-    # The database agrees: SUCCESS after one recovery, steps 1-2 recorded by the killed
-    # process, steps 3-4 by the fresh one.
-    url = f"sqlite:///{db}"
-    status = cli("workflow", "get", workflow_id, "--json", "--db-url", url).json()
-    assert status["status"] == "SUCCESS" and status["recovery_attempts"] == 1
-    assert status["output"].endswith("customer notified")
-    steps = cli("workflow", "steps", workflow_id, "--json", "--db-url", url).json()
-    assert [(s["function_id"], s["output"]["pid"]) for s in steps] == [
-        (1, killed),
-        (2, killed),
-        (3, fresh),
-        (4, fresh),
-    ]
-
-
-def test_demo_json_on_postgres_reports_what_ran_where(
-    pg_url: str, pg_schema: str, tmp_path: Path
-) -> None:
-    args = ["--db-url", pg_url, "--schema", pg_schema]
-    summary = cli_process("demo", "--json", *args, cwd=tmp_path).json()
-    assert summary["status"] == "SUCCESS" and summary["killed_in_step"] == 3
-    killed, fresh = summary["killed_pid"], summary["recovered_pid"]
-    assert killed != fresh
-    assert [(s["step"], s["ran_in"], s["ran_in_pid"], s["runs"]) for s in summary["steps"]] == [
-        (1, "first", killed, 1),
-        (2, "first", killed, 1),
-        (3, "recovery", fresh, 2),
-        (4, "recovery", fresh, 1),
-    ]
-    steps = cli("workflow", "steps", summary["workflow_id"], "--json", *args).json()
-    assert [s["output"]["pid"] for s in steps] == [killed, killed, fresh, fresh]
-    assert (
-        summary["result"]
-        == cli("workflow", "get", summary["workflow_id"], "--json", *args).json()["output"]
-    )
 
 
 def test_examples_run_on_sqlite_and_the_cli_inspects_what_they_recorded(tmp_path: Path) -> None:

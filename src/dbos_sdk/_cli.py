@@ -13,6 +13,7 @@ import os
 import shlex
 import sqlite3
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ from dbos_sdk._sysdb import (
     WorkflowRow,
     open_system_database,
 )
-from dbos_sdk.errors import DBOSError, DBOSSchemaVersionError
+from dbos_sdk.errors import DBOSDatabaseConnectionError, DBOSError, DBOSSchemaVersionError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -606,12 +607,35 @@ def cmd_fork(ctx: Context, ns: argparse.Namespace) -> int:
 
 
 def cmd_demo(ctx: Context, ns: argparse.Namespace) -> int:
-    from dbos_sdk import _demo  # registers the demo's workflow: only when asked for
+    # The demo is an application of the SDK, in a package of its own (it uses a datasource
+    # plugin): imported only when asked for, so that the core does not depend on it.
+    from dbos_sdk_demo import DemoDatabase, run_demo
 
-    if ns.child:
-        return _demo.run_child()
     explicit = ns.db_url or os.environ.get(DB_URL_ENV)
-    return _demo.run_demo(ctx.target if explicit else None, as_json=ctx.as_json)
+    target = ctx.target if explicit else _demo_default_target(quiet=ctx.as_json)
+    target = DatabaseTarget(absolute_sqlite_url(target.url), target.schema)
+    db = DemoDatabase(
+        url=target.url,
+        schema=target.schema,
+        shown=target.shown,
+        cli_args=tuple(target.cli_args()),
+    )
+    try:
+        return run_demo(db, as_json=ctx.as_json)
+    except (DBOSDatabaseConnectionError, DBOSSchemaVersionError) as exc:
+        raise CommandError(str(exc), EXIT_DATABASE) from exc
+
+
+def _demo_default_target(*, quiet: bool) -> DatabaseTarget:
+    """The default database, or one in the temporary directory if the current directory is
+    not writable (the demo writes its databases beside each other)."""
+    if os.access(Path.cwd(), os.W_OK):
+        return DatabaseTarget(DEFAULT_DB_URL)
+    path = Path(tempfile.gettempdir()) / "dbos-sdk-demo" / "dbos-sdk.sqlite"
+    path.parent.mkdir(exist_ok=True)
+    if not quiet:
+        print(f"(The current directory is not writable: the demo uses {path}.)")
+    return DatabaseTarget(f"sqlite:///{path}")
 
 
 # --- the parser ---------------------------------------------------------------------
@@ -701,16 +725,18 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         parents=[common],
         formatter_class=fmt,
-        help="watch a workflow survive being killed (SQLite, no server needed)",
+        help="watch a workflow, a transaction and a schedule survive a SIGKILL (SQLite)",
         description=(
-            "Run a 4-step workflow in a child process, SIGKILL it inside step 3 (after\n"
-            "steps 1-2 are checkpointed), restart the app in a fresh process and watch\n"
-            "DBOS recover the workflow: steps 1-2 are not run again, the rest run once.\n"
-            f"Takes a few seconds. Writes to the system database (default {DEFAULT_DB_URL})."
+            "Run an app in a child process: a 5-step workflow whose step 3 is a SQLite\n"
+            "transaction, and a workflow scheduled every 2 s. SIGKILL it inside step 4,\n"
+            "leave it dead for two ticks, restart it in a fresh process and watch DBOS\n"
+            "recover: steps 1-3 (the transaction too) are not run again, the order row\n"
+            "exists once, and the missed ticks run once each. Takes about 10 seconds.\n"
+            f"Writes to the system database (default {DEFAULT_DB_URL}) and, beside it,\n"
+            "to the app's dbos-sdk-demo-orders.sqlite."
         ),
         epilog=_EPILOG,
     )
-    demo.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     demo.set_defaults(handler=cmd_demo)
 
     migrate = commands.add_parser(
