@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from dbos_sdk.datasource import (
@@ -31,6 +32,7 @@ from dbos_sdk.errors import DBOSDatabaseConnectionError, DBOSNotLaunchedError
 from dbos_sqlalchemy_datasource._common import (
     DRIVER_CONNECTION,
     SQLAlchemyTransactionConfig,
+    async_driver_of,
     connection_options,
     driver_of_async,
     pending_orm_changes,
@@ -153,8 +155,10 @@ class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransact
     async def _open_transaction(self, config: SQLAlchemyTransactionConfig) -> AsyncSession:
         session = AsyncSession(bind=self.engine, expire_on_commit=False)
         try:
-            conn = await session.connection(execution_options=dict(connection_options(config)))
-            session.info[DRIVER_CONNECTION] = driver_of_async(conn, self.name)
+            # One trip through the greenlet bridge, without the AsyncConnection proxy.
+            session.info[DRIVER_CONNECTION] = await session.run_sync(
+                _begin, connection_options(config), self.name
+            )
         except BaseException:
             await session.close()
             raise
@@ -163,7 +167,7 @@ class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransact
     async def _before_commit(self, client: AsyncSession) -> None:
         # Flush before the output is encoded: the checkpoint then holds generated keys
         # and defaults, as the caller sees them.
-        if pending_orm_changes(client):
+        if pending_orm_changes(client.sync_session):
             await client.flush()
 
     async def _commit_transaction(
@@ -183,7 +187,13 @@ class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransact
         await client.rollback()
 
     async def _close_transaction(self, client: AsyncSession) -> None:
-        await client.close()
+        session = client.sync_session
+        if session.in_transaction():
+            await client.close()  # gives the connection back: may await the driver
+        else:
+            # Committed or rolled back: the connection is back in the pool, and closing
+            # only detaches the objects, which needs no trip through the greenlet bridge.
+            session.close()
 
     async def _read_checkpoint(
         self, workflow_id: str, step_id: int
@@ -203,3 +213,11 @@ class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransact
         """Serialization failure, deadlock and lost connections, also when SQLAlchemy wraps
         them (see :func:`dbos_sdk.datasource.is_pg_retriable_transaction_error`)."""
         return is_pg_retriable_transaction_error(error)
+
+
+def _begin(
+    session: Session, options: Mapping[str, Any], name: str
+) -> "psycopg.AsyncConnection[Any]":
+    """In the greenlet of ``AsyncSession.run_sync``: check a connection out, begin the
+    session's transaction on it with ``options``, and return its psycopg connection."""
+    return async_driver_of(session.connection(execution_options=options), name)

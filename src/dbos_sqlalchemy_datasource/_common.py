@@ -1,11 +1,13 @@
 """What the Session and AsyncSession datasources share."""
 
+import functools
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import attrs
 import psycopg
-from sqlalchemy import URL, make_url
+from sqlalchemy import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 
 from dbos_sdk.datasource import PGTransactionConfig
@@ -35,13 +37,16 @@ def psycopg_url(name: str, url: str) -> URL:
     return parsed.set(drivername="postgresql+psycopg")
 
 
+@functools.cache
+def _options(isolation_level: str, read_only: bool) -> Mapping[str, Any]:
+    return MappingProxyType({"isolation_level": isolation_level, "postgresql_readonly": read_only})
+
+
 def connection_options(config: SQLAlchemyTransactionConfig) -> Mapping[str, Any]:
     """Execution options that begin the transaction as ``config`` says (SQLAlchemy resets
-    them when the connection goes back to the pool)."""
-    return {
-        "isolation_level": config.isolation_level.value,
-        "postgresql_readonly": config.read_only,
-    }
+    them when the connection goes back to the pool). One read-only mapping per setting,
+    built once: opening a transaction builds no dict."""
+    return _options(config.isolation_level.value, config.read_only)
 
 
 def raw_connection(dbapi: object, name: str) -> "psycopg.Connection[Any]":
@@ -73,6 +78,13 @@ def driver_of_async(conn: object, name: str) -> "psycopg.AsyncConnection[Any]":
     sync_connection = getattr(conn, "sync_connection", None)
     proxied = getattr(sync_connection, "connection", None)
     adapted = getattr(proxied, "dbapi_connection", None)
+    return raw_async_connection(getattr(adapted, "driver_connection", adapted), name)
+
+
+def async_driver_of(conn: Connection, name: str) -> "psycopg.AsyncConnection[Any]":
+    """The psycopg connection under the sync face of an async engine's connection (what
+    ``AsyncSession.run_sync`` functions see), found without a round trip."""
+    adapted = conn.connection.dbapi_connection
     return raw_async_connection(getattr(adapted, "driver_connection", adapted), name)
 
 

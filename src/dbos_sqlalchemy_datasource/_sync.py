@@ -140,7 +140,7 @@ class SQLAlchemyDataSource(SyncDataSource[Session, SQLAlchemyTransactionConfig])
     def _open_transaction(self, config: SQLAlchemyTransactionConfig) -> Session:
         session = Session(bind=self.engine, expire_on_commit=False)
         try:
-            conn = session.connection(execution_options=dict(connection_options(config)))
+            conn = session.connection(execution_options=connection_options(config))
             session.info[DRIVER_CONNECTION] = raw_connection(
                 conn.connection.dbapi_connection, self.name
             )
