@@ -3,6 +3,7 @@
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -375,3 +376,47 @@ def test_an_id_used_by_another_workflow_is_a_conflict(dbos: DBOS) -> None:
         wf_one()
     with SetWorkflowID("shared"), pytest.raises(DBOSConflictingWorkflowError, match="wf_one"):
         wf_two()
+
+
+def test_a_workflow_still_running_at_shutdown_stays_pending_and_is_recovered(
+    make_config: Callable[..., object],
+) -> None:
+    from dbos_sdk import DBOSConfig
+
+    in_step = threading.Event()
+    release = threading.Event()
+    steps_done: list[str] = []
+
+    @DBOS.step()
+    def slow_step() -> None:
+        in_step.set()
+        release.wait(10)
+        steps_done.append("slow")
+
+    @DBOS.step()
+    def next_step() -> None:
+        steps_done.append("next")
+
+    @DBOS.workflow()
+    def outlives_shutdown() -> str:
+        slow_step()
+        next_step()
+        return "done"
+
+    config = make_config()
+    assert isinstance(config, DBOSConfig)
+    DBOS(config)
+    DBOS.launch()
+    handle = DBOS.start_workflow(outlives_shutdown)
+    assert in_step.wait(10)
+    DBOS.shutdown(workflow_timeout_s=0.2)  # returns while slow_step is still running
+    release.set()
+    time.sleep(0.3)  # the workflow reaches its next step after the shutdown
+    DBOS(config)
+    DBOS.launch()  # recovery: slow_step's checkpoint is replayed, next_step runs once
+    assert DBOS.retrieve_workflow(handle.workflow_id).get_result(timeout=10) == "done"
+    # slow_step finished after the shutdown closed the system database, so its checkpoint
+    # was never written: it runs again (steps are at least once); next_step runs once.
+    assert steps_done.count("next") == 1 and steps_done.count("slow") in (1, 2)
+    status = DBOS.get_workflow_status(handle.workflow_id)
+    assert status is not None and status.status == "SUCCESS"

@@ -3,6 +3,7 @@
 import asyncio
 import concurrent.futures
 import contextvars
+import inspect
 import logging
 import threading
 import time
@@ -297,7 +298,8 @@ class Runtime:
         def done(f: "concurrent.futures.Future[None]") -> None:
             self._tasks.discard(f)
             if f.cancelled():
-                coro.close()
+                if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED:
+                    coro.close()  # never started: nothing else will close it
                 abandon()
 
         fut.add_done_callback(done)

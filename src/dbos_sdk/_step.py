@@ -14,10 +14,10 @@ from dbos_sdk import _tracing
 from dbos_sdk._context import WorkflowContext, current_step, current_workflow
 from dbos_sdk._outcome import Outcome, ShutdownInterrupt, call_async, call_sync
 from dbos_sdk._registry import RegisteredFunction
-from dbos_sdk._runtime import Runtime
+from dbos_sdk._runtime import Runtime, current_runtime
 from dbos_sdk._serialization import serialize_error, serialize_value
 from dbos_sdk._sysdb import StepRow, now_ms
-from dbos_sdk._workflow import load_value, recorded_step, runtime_for
+from dbos_sdk._workflow import load_value, recorded_step
 from dbos_sdk.errors import DBOSError, DBOSMaxStepRetriesExceededError, DBOSWorkflowCancelledError
 
 
@@ -109,7 +109,7 @@ def run_step_sync(reg: RegisteredFunction, args: tuple[Any, ...], kwargs: dict[s
     ctx = current_workflow.get()
     if ctx is None or current_step.get() is not None:
         return reg.func(*args, **kwargs)  # outside a workflow, or nested in a step
-    rt = runtime_for(f"Step {reg.name!r}")
+    rt = _runtime_of(ctx)
     gen = step_protocol(rt, ctx, reg)
     with _tracing.span(reg.name, _step_attrs(ctx)) as sp:
         outcome = _drive_sync(gen, reg, args, kwargs)
@@ -145,7 +145,7 @@ async def run_step_async(
     ctx = current_workflow.get()
     if ctx is None or current_step.get() is not None:
         return await reg.func(*args, **kwargs)
-    rt = runtime_for(f"Step {reg.name!r}")
+    rt = _runtime_of(ctx)
     gen = step_protocol(rt, ctx, reg)
     with _tracing.span(reg.name, _step_attrs(ctx)) as sp:
         outcome = await _drive_async(gen, reg, args, kwargs)
@@ -172,3 +172,13 @@ async def _drive_async(
     except StopIteration as stop:
         outcome: Outcome = stop.value
         return outcome
+
+
+def _runtime_of(ctx: WorkflowContext) -> Runtime:
+    """The runtime a step of a running workflow checkpoints to. Once the runtime that ran
+    the workflow is shutting down or gone, the workflow stops here, unrecorded, and is
+    recovered at the next launch (rather than failing on a closed system database)."""
+    rt = current_runtime()
+    if rt is None or not rt.launched or rt.shutting_down:
+        raise ShutdownInterrupt(ctx.workflow_id)
+    return rt

@@ -298,6 +298,12 @@ class WorkflowInvocation:
     def finish(self, ctx: WorkflowContext, outcome: Outcome) -> Outcome:
         """Record the outcome (unless the workflow was cancelled) and wake the waiters."""
         rt = self.rt
+        if rt.shutting_down and outcome.error is not None:
+            # An error while the runtime shuts down (a closed system database, a runtime
+            # gone) is the shutdown interrupting the workflow, not its outcome: leave it
+            # PENDING; recovery replays its checkpoints and reaches its real outcome.
+            self._release(None)
+            raise ShutdownInterrupt(ctx.workflow_id)
         ser = rt.config.serializer
         try:
             err = outcome.error
