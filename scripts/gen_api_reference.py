@@ -89,8 +89,10 @@ def render() -> str:
                         first = _doc(member).splitlines()[0]
                         lines += [f"- **`{mname}{_signature(member)}`**: {first}"]
                 lines.append("")
-            elif callable(obj):
+            elif inspect.isfunction(obj) or inspect.ismethod(obj):
                 lines += [f"### `{name}{_signature(obj)}`", "", _doc(obj), ""]
+            else:  # a type alias or constant: its value is its documentation
+                lines += [f"### `{name}`", "", f"`{obj!r}`", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

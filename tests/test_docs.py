@@ -67,3 +67,13 @@ def test_worked_receiver_example_fails_launch_naming_function_and_directory(
     error = str(result["launch_error"])
     assert error.startswith("DBOSLaunchError")
     assert "process_upload" in error and str(tmp_path / "missing") in error
+
+
+def test_api_reference_is_generated_from_the_current_docstrings() -> None:
+    check = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_api_reference.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert check.returncode == 0, check.stderr

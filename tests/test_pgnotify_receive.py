@@ -1,8 +1,8 @@
 """dbos_pgnotify_receive against the real Postgres server.
 
 Everything that launches DBOS with a receiver runs in a child process
-(tests/children/pgn_app.py): a registered receiver stays registered for the life of its
-process, and the crash test needs a process to SIGKILL anyway. Each test gets its own
+(tests/children/pgn_app.py): the crash tests need a process to SIGKILL, and a child keeps
+each scenario's LISTEN connections and threads out of the test process. Each test gets its own
 schema for the watched table (and one for the DBOS system database), dropped afterwards.
 """
 

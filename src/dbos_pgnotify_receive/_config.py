@@ -59,10 +59,12 @@ class ChangeSubscription:
 
     @property
     def listens(self) -> bool:
+        """Whether this subscription LISTENs for the trigger's notifications."""
         return self.mode in ("notify", "both")
 
     @property
     def polls(self) -> bool:
+        """Whether this subscription polls the table by its version column."""
         return self.mode in ("poll", "both")
 
 

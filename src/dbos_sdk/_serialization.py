@@ -40,9 +40,11 @@ class PickleSerializer:
     name: str = "pickle"
 
     def serialize(self, value: object) -> str:
+        """Pickle ``value`` (highest protocol) and encode it as base64 text."""
         return base64.b64encode(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)).decode()
 
     def deserialize(self, text: str) -> Any:
+        """Unpickle: executes whatever the text says (see the module's security note)."""
         return pickle.loads(base64.b64decode(text))
 
 
@@ -52,11 +54,13 @@ class JSONSerializer:
     name: str = "json"
 
     def serialize(self, value: object) -> str:
+        """``value`` as JSON; an exception as its type name and message."""
         if isinstance(value, BaseException):
             return json.dumps({"__dbos_error__": [type(value).__name__, str(value)]})
         return json.dumps(value)
 
     def deserialize(self, text: str) -> Any:
+        """The JSON value; a recorded exception comes back as DBOSRecordedError."""
         value: Any = json.loads(text)
         marker = _error_marker(value)
         if marker is not None:
