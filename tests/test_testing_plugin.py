@@ -24,7 +24,7 @@ from beartype.roar import BeartypeCallHintParamViolation
 import pytest_dbos_sdk
 from dbos_sdk.datasource import check_pg_schema_name
 from dbos_sdk.testing import KitScratch, NotSupported
-from dbos_sdk.testing._ds_checks_common import SKIP_TAG
+from dbos_sdk.testing._common import SKIP_TAG
 
 TESTS_DIR = Path(__file__).resolve().parent
 

@@ -8,17 +8,10 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
-
-import pytest
+from typing import Any, ClassVar
 
 from ._ds_harness import Db, Raise, Return
-from ._ds_kit import AnyDataSourceKit, NotSupported
-
-T = TypeVar("T")
-
-SKIP_TAG = "[dbos-sdk conformance]"
-"""Starts the reason of every check the suite skips (the pytest plugin sums them up)."""
+from ._ds_kit import AnyDataSourceKit
 
 
 class ConformanceChecks:
@@ -42,13 +35,6 @@ def check(condition: bool, message: str) -> None:
 def new_name() -> str:
     """A fresh datasource name."""
     return f"ds-{uuid.uuid4().hex[:8]}"
-
-
-def supported(kit: AnyDataSourceKit, answer: T | NotSupported, what: str) -> T:
-    """``answer``, or skip the check with the kit's declared reason."""
-    if isinstance(answer, NotSupported):
-        pytest.skip(f"{SKIP_TAG} {type(kit).__name__} does not support {what}: {answer.reason}")
-    return answer
 
 
 def eventually(probe: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -12,6 +12,7 @@ from dbos_sdk.errors import (
     DBOSNotLaunchedError,
 )
 
+from ._common import supported
 from ._ds_checks_common import (
     RETURN_ARG,
     ConformanceChecks,
@@ -19,7 +20,6 @@ from ._ds_checks_common import (
     eventually,
     insert_arg,
     new_name,
-    supported,
 )
 from ._ds_harness import Db, Hook, Return, call, define, sequence_workflow, workflow
 from ._ds_kit import AnyDataSourceKit

@@ -15,6 +15,7 @@ from dbos_sdk import DBOS, SetWorkflowID
 from dbos_sdk._datasource._records import TransactionRetryPolicy
 from dbos_sdk.errors import DBOSTransactionRetriesExceededError
 
+from ._common import supported
 from ._ds_checks_common import (
     RETURN_ARG,
     ConformanceChecks,
@@ -23,7 +24,6 @@ from ._ds_checks_common import (
     insert_arg,
     new_name,
     run_crash_child,
-    supported,
 )
 from ._ds_harness import (
     Db,

@@ -10,7 +10,6 @@ Each ``test_*`` method is one check, named after what it proves; they live in tw
 (``_ds_checks_once``, ``_ds_checks_config``).
 """
 
-import os
 import uuid
 from collections.abc import Generator
 from pathlib import Path
@@ -21,29 +20,11 @@ import pytest
 from dbos_sdk import DBOS, DBOSConfig
 from dbos_sdk._registry_scope import isolated_registry
 
-from ._ds_checks_common import SKIP_TAG
+from ._common import require_server
 from ._ds_checks_config import ConfigAndLifecycleChecks
 from ._ds_checks_once import ExactlyOnceChecks
 from ._ds_harness import build_kit
 from ._ds_kit import AnyDataSourceKit, KitScratch
-
-_REACHABILITY = pytest.StashKey[dict[str, str | None]]()
-"""Per kit factory, whether its server answered (asked once per session)."""
-
-
-def _require_server(request: pytest.FixtureRequest, factory: str, kit: AnyDataSourceKit) -> None:
-    known = request.config.stash.setdefault(_REACHABILITY, {})
-    if factory not in known:
-        known[factory] = kit.unreachable()
-    reason = known[factory]
-    if reason is None:
-        return
-    message = f"{SKIP_TAG} the server of {factory} is unreachable: {' '.join(reason.split())}"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (CI is set, so this fails instead of skipping)", pytrace=False)
-    if request.config.getoption("dbos_require_servers", default=False):
-        pytest.fail(f"{message} (--dbos-require-servers is given)", pytrace=False)
-    pytest.skip(message)
 
 
 class DataSourceConformance(ExactlyOnceChecks, ConfigAndLifecycleChecks):
@@ -71,7 +52,7 @@ class DataSourceConformance(ExactlyOnceChecks, ConfigAndLifecycleChecks):
             )
         scratch = KitScratch(directory=str(tmp_path), token=f"k{uuid.uuid4().hex[:12]}")
         kit = build_kit(path, scratch)
-        _require_server(request, path, kit)
+        require_server(request, path, kit.unreachable)
         with isolated_registry():
             kit.create_scratch()
             try:

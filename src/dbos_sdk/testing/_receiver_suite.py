@@ -8,7 +8,6 @@ Subclass :class:`ReceiverConformance` in a test module and name your kit factory
 Each ``test_*`` method is one check, named after what it proves.
 """
 
-import os
 import uuid
 from collections.abc import Generator
 from pathlib import Path
@@ -18,7 +17,8 @@ import attrs
 import pytest
 
 from dbos_sdk import DBOS, DBOSConfig, DBOSExternalState, DBOSLaunchError, DBOSNotLaunchedError
-from dbos_sdk.testing._ds_kit import KitScratch, NotSupported
+from dbos_sdk.testing._common import require_server, supported
+from dbos_sdk.testing._ds_kit import KitScratch
 from dbos_sdk.testing._receiver_child import CrashPoint, spawned
 from dbos_sdk.testing._receiver_session import (
     PENDING_ID,
@@ -46,45 +46,13 @@ T = TypeVar("T")
 
 _STALE = "stale-value-written-by-the-conformance-suite"
 
-SKIP_TAG = "[dbos-sdk conformance]"
-"""Starts the reason of every check the suite skips (as in the datasource suite: the
-pytest plugin ``pytest_dbos_sdk`` sums them up)."""
-
-_REACHABILITY = pytest.StashKey[dict[str, str | None]]()
-"""Per kit factory, whether its server answered (asked once per session)."""
-
-
-def _supported(kit: ReceiverKit, answer: T | NotSupported, what: str) -> T:
-    """``answer``, or skip the check with the kit's reason."""
-    if isinstance(answer, NotSupported):
-        check(
-            bool(answer.reason.strip()), f"{kit!r} declares {what} NotSupported, without a reason"
-        )
-        pytest.skip(f"{SKIP_TAG} {type(kit).__name__} does not support {what}: {answer.reason}")
-    return answer
-
-
-def _require_server(request: pytest.FixtureRequest, factory: str, kit: ReceiverKit) -> None:
-    known = request.config.stash.setdefault(_REACHABILITY, {})
-    if factory not in known:
-        known[factory] = kit.unreachable()
-    reason = known[factory]
-    if reason is None:
-        return
-    message = f"{SKIP_TAG} the server of {factory} is unreachable: {reason}"
-    if os.environ.get("CI"):
-        pytest.fail(f"{message} (CI is set, so this fails instead of skipping)", pytrace=False)
-    if request.config.getoption("dbos_require_servers", default=False):
-        pytest.fail(f"{message} (--dbos-require-servers is given)", pytrace=False)
-    pytest.skip(message)
-
 
 def _key(label: str) -> str:
     return f"{label}-{uuid.uuid4().hex[:10]}"
 
 
 def _state_ref(kit: ReceiverKit, binding: Binding[Any, Any, Any]) -> DispatchStateRef:
-    return _supported(kit, binding.dispatch_state, "dispatch state")
+    return supported(kit, binding.dispatch_state, "dispatch state")
 
 
 def _version(state: DBOSExternalState) -> tuple[float | None, int | None]:
@@ -196,7 +164,7 @@ class ReceiverConformance:
             )
         scratch = KitScratch(directory=str(tmp_path), token=f"k{uuid.uuid4().hex[:12]}")
         kit = build_receiver_kit(path, scratch)
-        _require_server(request, path, kit)
+        require_server(request, path, kit.unreachable)
         kit.create_scratch()
         try:
             yield kit
@@ -293,7 +261,7 @@ class ReceiverConformance:
         naming the receiver, the workflow and the setting, and DBOS stays down."""
         with open_session(kit, self._config(kit)) as s:
             answer = s.registering(lambda: kit.bind_misconfigured(s.target), require=False)
-            wrong = _supported(kit, answer, "a launch-time misconfiguration")
+            wrong = supported(kit, answer, "a launch-time misconfiguration")
             s.require_hooks()
             try:
                 s.launch()
@@ -350,7 +318,7 @@ class ReceiverConformance:
     def test_a_redelivered_event_starts_no_second_workflow(self, kit: ReceiverKit) -> None:
         """An event offered again to the running receiver reaches it (it starts the same
         workflow ID again) and starts nothing new: the workflow runs once."""
-        _supported(kit, kit.redelivery(), "offering a delivered event again")
+        supported(kit, kit.redelivery(), "offering a delivered event again")
         with open_session(kit, self._config(kit)) as s:
             s.bind()
             s.launch()
@@ -384,7 +352,7 @@ class ReceiverConformance:
     ) -> None:
         """An event delivered while DBOS is shut down is dispatched once at the next
         launch (and not before it); earlier events start nothing new."""
-        _supported(kit, kit.delivery_while_down(), "delivering events while DBOS is down")
+        supported(kit, kit.delivery_while_down(), "delivering events while DBOS is down")
         with open_session(kit, self._config(kit)) as s:
             s.bind()
             s.launch()
@@ -407,7 +375,7 @@ class ReceiverConformance:
     # --- crashes -------------------------------------------------------------------------
 
     def _crash(self, kit: ReceiverKit, when: CrashPoint) -> None:
-        _supported(kit, kit.crash_restart(), "running in a child process SIGKILLed mid-event")
+        supported(kit, kit.crash_restart(), "running in a child process SIGKILLed mid-event")
         config = self._config(kit)
         with open_session(kit, config) as s:
             s.bind()  # this process's registrations, launched after the child died
