@@ -444,7 +444,8 @@ def recover(rt: Runtime) -> int:
 
 
 def poll_outcome(rt: Runtime, workflow_id: str, timeout: float | None) -> Outcome:
-    """Wait until the workflow's row is final, reading the database with backoff."""
+    """Wait until the workflow is final: on its execution in this process if there is one,
+    else by reading the database with backoff."""
     end = None if timeout is None else time.monotonic() + timeout
     delay = 0.005
     while True:
@@ -453,23 +454,16 @@ def poll_outcome(rt: Runtime, workflow_id: str, timeout: float | None) -> Outcom
             try:
                 return _outcome_of_future(entry.future, end)
             except ShutdownInterrupt:
-                pass  # that execution was abandoned: read what the database says
-        else:
-            recorded = rt.recorded_outcome(workflow_id)
-            if recorded is not None:
-                return recorded
-        row = rt.sysdb.get_workflow(workflow_id)
-        if row is None:
-            raise DBOSNonExistentWorkflowError(workflow_id)
-        if row.status in TERMINAL_STATUSES:
-            return outcome_from_row(rt, row)
-        if end is not None and time.monotonic() >= end:
-            raise TimeoutError(f"workflow {workflow_id!r} did not finish in {timeout}s")
+                pass  # that execution was abandoned: read what is recorded
+        outcome = _final_outcome(rt, workflow_id, end, timeout)
+        if outcome is not None:
+            return outcome
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
 
 
 async def poll_outcome_async(rt: Runtime, workflow_id: str, timeout: float | None) -> Outcome:
+    """Async twin of :func:`poll_outcome`: only the waiting differs."""
     end = None if timeout is None else time.monotonic() + timeout
     delay = 0.005
     while True:
@@ -480,23 +474,34 @@ async def poll_outcome_async(rt: Runtime, workflow_id: str, timeout: float | Non
                 value = await asyncio.wait_for(asyncio.wrap_future(entry.future), remaining)
                 return Outcome(value=value)
             except ShutdownInterrupt:
-                continue
+                pass  # that execution was abandoned: read what is recorded
             except TimeoutError:
                 raise
             except Exception as exc:
                 return Outcome(error=exc)
-        recorded = rt.recorded_outcome(workflow_id)
-        if recorded is not None:
-            return recorded
-        row = rt.sysdb.get_workflow(workflow_id)
-        if row is None:
-            raise DBOSNonExistentWorkflowError(workflow_id)
-        if row.status in TERMINAL_STATUSES:
-            return outcome_from_row(rt, row)
-        if end is not None and time.monotonic() >= end:
-            raise TimeoutError(f"workflow {workflow_id!r} did not finish in {timeout}s")
+        outcome = _final_outcome(rt, workflow_id, end, timeout)
+        if outcome is not None:
+            return outcome
         await asyncio.sleep(delay)
         delay = min(delay * 1.5, 0.5)
+
+
+def _final_outcome(
+    rt: Runtime, workflow_id: str, end: float | None, timeout: float | None
+) -> Outcome | None:
+    """The workflow's outcome if it is final (remembered by this process, or recorded);
+    None to keep waiting. Raises when it does not exist or the wait timed out."""
+    recorded = rt.recorded_outcome(workflow_id)
+    if recorded is not None:
+        return recorded
+    row = rt.sysdb.get_workflow(workflow_id)
+    if row is None:
+        raise DBOSNonExistentWorkflowError(workflow_id)
+    if row.status in TERMINAL_STATUSES:
+        return outcome_from_row(rt, row)
+    if end is not None and time.monotonic() >= end:
+        raise TimeoutError(f"workflow {workflow_id!r} did not finish in {timeout}s")
+    return None
 
 
 def _outcome_of_future(fut: "concurrent.futures.Future[Any]", end: float | None) -> Outcome:
