@@ -9,14 +9,24 @@ children/ds_kits.py). What is here is particular to this repository's datasource
 """
 
 import sqlite3
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import psycopg.errors
 import pytest
 
-from dbos_psycopg_datasource import AsyncPsycopgDataSource, PsycopgDataSource
+from dbos_psycopg_datasource import (
+    AsyncPsycopgDataSource,
+    PsycopgDataSource,
+    PsycopgTransactionConfig,
+)
 from dbos_sdk import DBOS, DBOSConfig, SetWorkflowID
+from dbos_sdk._runtime import current_runtime
+from dbos_sdk._sysdb import StepRow
 from dbos_sdk.datasource import TransactionRetryPolicy
 from dbos_sdk.errors import DBOSNotInTransactionError, DBOSTransactionRetriesExceededError
 from dbos_sqlalchemy_datasource import AsyncSQLAlchemyDataSource, SQLAlchemyDataSource
@@ -81,3 +91,172 @@ def test_sqlite_a_busy_begin_is_retried_up_to_the_bound_without_running_the_body
         assert runs == []
     finally:
         holder.close()
+
+
+def _recorded_names(url: str, schema: str, workflow_id: str) -> list[str]:
+    """The step names in the system database's table, read past this process's runtime."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            f'SELECT function_name FROM "{schema}".operation_outputs WHERE workflow_uuid = %s '  # type: ignore[arg-type]
+            "ORDER BY function_id",
+            (workflow_id,),
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def test_a_transaction_step_record_rides_with_the_workflows_next_write(
+    pg_url: str, pg_schema: str
+) -> None:
+    """On Postgres, the record of a transaction whose outcome the datasource committed (its
+    checkpoint) is held back and written in the same statement as the workflow's next
+    write; every other step is written at once. This process's reads include held records.
+    (A held record lost in a crash is the SIGKILL-before-the-step-record case of the
+    conformance suite: replay finds the checkpoint.) The flusher, which writes records
+    held longer than ``hold_s``, is kept out of the way here; the next test has it."""
+    DBOS(DBOSConfig("held-records", system_database_url=pg_url, postgres_schema=pg_schema))
+    ds = PsycopgDataSource(
+        f"held-{uuid.uuid4().hex[:6]}",
+        pg_url,
+        schema=pg_schema,
+        retry=TransactionRetryPolicy(max_attempts=2, max_elapsed_s=None),
+    )
+
+    @ds.transaction(name="writes")
+    def writes() -> int:
+        return int(ds.client.execute("SELECT 7").fetchone()[0])  # type: ignore[index]
+
+    @ds.transaction(PsycopgTransactionConfig(read_only=True), name="reads")
+    def reads() -> int:
+        return 8
+
+    @ds.transaction(name="fails")
+    def fails() -> None:
+        raise ValueError("recorded in the datasource")
+
+    @ds.transaction(name="keeps_conflicting")
+    def keeps_conflicting() -> None:
+        raise psycopg.errors.SerializationFailure("retried, then given up")
+
+    @DBOS.step(name="plain")
+    def plain() -> int:
+        return 9
+
+    seen_inside: dict[str, list[str]] = {}
+
+    @DBOS.workflow()
+    def wf() -> None:
+        wfid = DBOS.workflow_id
+        assert wfid is not None
+        writes()
+        seen_inside["table"] = _recorded_names(pg_url, pg_schema, wfid)
+        seen_inside["api"] = [s.function_name for s in DBOS.get_workflow_steps(wfid)]
+        reads()
+        with pytest.raises(ValueError):
+            fails()
+        with pytest.raises(DBOSTransactionRetriesExceededError):
+            keeps_conflicting()
+        plain()
+        writes()
+
+    DBOS.launch()
+    rt = current_runtime()
+    assert rt is not None
+    record = rt.sysdb.record_step
+    flags: list[tuple[str, bool]] = []
+
+    def spy(workflow_id: str, step: Any, *, recorded_elsewhere: bool = False) -> Any:
+        flags.append((step.function_name, recorded_elsewhere))
+        return record(workflow_id, step, recorded_elsewhere=recorded_elsewhere)
+
+    rt.sysdb.record_step = spy  # type: ignore[method-assign]
+    rt.sysdb.held_steps.hold_s = 60.0
+    with SetWorkflowID("held-wf"):
+        wf()
+    assert flags == [
+        ("writes", True),
+        ("reads", False),  # read-only: no checkpoint in the datasource
+        ("fails", True),  # the error is the step's checkpoint
+        ("keeps_conflicting", False),  # the retry bound's error is recorded nowhere else
+        ("plain", False),
+        ("writes", True),
+    ]
+    # Held: not in the table yet, but this process's reads show it.
+    assert seen_inside == {"table": [], "api": ["writes"]}
+    names = [name for name, _ in flags]
+    assert _recorded_names(pg_url, pg_schema, "held-wf") == names
+    assert [s.function_name for s in DBOS.get_workflow_steps("held-wf")] == names
+    sysdb: Any = rt.sysdb
+    with sysdb._lazy_cursor() as ex:
+        assert ex("SHOW synchronous_commit").fetchone()[0] == "off"
+    with sysdb._cursor() as ex:
+        assert ex("SHOW synchronous_commit").fetchone()[0] == "on"
+
+
+def test_a_held_step_record_is_written_soon_when_the_workflow_writes_nothing_more(
+    pg_url: str, pg_schema: str
+) -> None:
+    """Other processes see a transaction's step within ~hold_s (10 ms), even while its
+    workflow blocks without another write."""
+    DBOS(DBOSConfig("held-flush", system_database_url=pg_url, postgres_schema=pg_schema))
+    ds = PsycopgDataSource(f"flush-{uuid.uuid4().hex[:6]}", pg_url, schema=pg_schema)
+    release = threading.Event()
+
+    @ds.transaction(name="writes")
+    def writes() -> int:
+        return 7
+
+    @DBOS.workflow()
+    def wf() -> int:
+        value = writes()
+        assert release.wait(30)
+        return value
+
+    DBOS.launch()
+    with SetWorkflowID("held-flushed"):
+        handle = DBOS.start_workflow(wf)
+    try:
+        deadline = time.monotonic() + 10
+        while _recorded_names(pg_url, pg_schema, "held-flushed") != ["writes"]:
+            assert time.monotonic() < deadline, "the flusher did not write the held record"
+            time.sleep(0.01)
+    finally:
+        release.set()
+    assert handle.get_result() == 7
+    assert _recorded_names(pg_url, pg_schema, "held-flushed") == ["writes"]
+
+
+def test_held_step_records_are_written_by_cancel_fork_and_shutdown(
+    pg_url: str, pg_schema: str
+) -> None:
+    """Whatever changes a workflow writes its held step records first (so it is never
+    durable without them), and shutdown writes the rest."""
+    DBOS(DBOSConfig("held-writes", system_database_url=pg_url, postgres_schema=pg_schema))
+
+    @DBOS.workflow()
+    def wf() -> int:
+        return 1
+
+    DBOS.launch()
+    rt = current_runtime()
+    assert rt is not None
+    rt.sysdb.held_steps.hold_s = 60.0  # only the writes under test write them
+    with SetWorkflowID("held-host"):
+        wf()
+
+    def hold(step_id: int) -> None:
+        row = StepRow(step_id, f"held_{step_id}", None, None, None, "pickle", 1, 2)
+        assert rt is not None
+        assert rt.sysdb.record_step("held-host", row, recorded_elsewhere=True) is None
+
+    hold(10)
+    assert _recorded_names(pg_url, pg_schema, "held-host") == []
+    assert [s.function_name for s in DBOS.get_workflow_steps("held-host")] == ["held_10"]
+    DBOS.cancel_workflow("held-host")  # a no-op on a finished workflow, but a write
+    assert _recorded_names(pg_url, pg_schema, "held-host") == ["held_10"]
+    hold(20)
+    DBOS.fork_workflow("held-host", 30, new_workflow_id="held-fork").get_result()
+    assert _recorded_names(pg_url, pg_schema, "held-host") == ["held_10", "held_20"]
+    assert _recorded_names(pg_url, pg_schema, "held-fork")[:2] == ["held_10", "held_20"]
+    hold(40)
+    DBOS.shutdown()
+    assert _recorded_names(pg_url, pg_schema, "held-host") == ["held_10", "held_20", "held_40"]

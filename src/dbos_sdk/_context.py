@@ -55,9 +55,31 @@ class StartOptions:
 current_workflow: ContextVar[WorkflowContext | None] = ContextVar("dbos_workflow", default=None)
 next_start: ContextVar[StartOptions | None] = ContextVar("dbos_next_start", default=None)
 current_auth: ContextVar[AuthContext | None] = ContextVar("dbos_auth", default=None)
-current_step: ContextVar[int | None] = ContextVar("dbos_step", default=None)
-"""The ID of the step (or transaction) whose function is running; None elsewhere. Steps
-and workflows called from inside a step are plain calls."""
+
+
+@dataclass(slots=True, eq=False)
+class StepCall:
+    """One call of a step's (or transaction's) function, as the engine makes it."""
+
+    step_id: int
+    recorded_elsewhere: bool = False
+    """Set (by a datasource, through ``mark_recorded_elsewhere``) when the call's outcome
+    is durably committed in another database already: a transaction's completion
+    checkpoint. The system database may then commit its record of the step without
+    waiting for the disk, since replay finds the outcome there if a server crash loses it."""
+
+
+current_step: ContextVar[StepCall | None] = ContextVar("dbos_step", default=None)
+"""The step (or transaction) whose function is running; None elsewhere. Steps and
+workflows called from inside a step are plain calls."""
+
+
+def mark_recorded_elsewhere() -> None:
+    """Say that the outcome of the step running now is durably recorded outside the
+    system database (see :attr:`StepCall.recorded_elsewhere`); a no-op outside a step."""
+    call = current_step.get()
+    if call is not None:
+        call.recorded_elsewhere = True
 
 
 def take_start_options() -> StartOptions | None:

@@ -49,7 +49,8 @@ class _DBOSMeta(type):
     @property
     def step_id(cls) -> int | None:
         """The ID of the step (or transaction) whose function runs now, or None."""
-        return current_step.get()
+        call = current_step.get()
+        return call.step_id if call is not None else None
 
     @property
     def authenticated_user(cls) -> str | None:

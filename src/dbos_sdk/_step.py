@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbos_sdk import _tracing
-from dbos_sdk._context import WorkflowContext, current_step, current_workflow
+from dbos_sdk._context import StepCall, WorkflowContext, current_step, current_workflow
 from dbos_sdk._outcome import Outcome, ShutdownInterrupt, call_async, call_sync
 from dbos_sdk._registry import RegisteredFunction
 from dbos_sdk._runtime import Runtime, current_runtime
@@ -23,9 +23,10 @@ from dbos_sdk.errors import DBOSError, DBOSMaxStepRetriesExceededError, DBOSWork
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """Instruction: call the step's function (as step ``step_id``) and send back its Outcome."""
+    """Instruction: call the step's function as ``call`` (the driver makes it the current
+    step) and send back its Outcome."""
 
-    step_id: int
+    call: StepCall
 
 
 StepProtocol = Generator["Call | float", "Outcome | None", Outcome]
@@ -44,10 +45,15 @@ def step_protocol(rt: Runtime, ctx: WorkflowContext, reg: RegisteredFunction) ->
     errors: list[BaseException] = []
     started = now_ms()
     outcome = Outcome()
+    recorded_elsewhere = False
     for attempt in range(1, attempts + 1):
-        got = yield Call(fid)
+        call = StepCall(fid)
+        got = yield Call(call)
         assert got is not None
         outcome = got
+        # An outcome a datasource has durably checkpointed already (and that is recorded
+        # here as it is) can be recorded here lazily: replay would find it there.
+        recorded_elsewhere = call.recorded_elsewhere
         if outcome.error is None:
             break
         errors.append(outcome.error)
@@ -66,6 +72,7 @@ def step_protocol(rt: Runtime, ctx: WorkflowContext, reg: RegisteredFunction) ->
             interval *= opts.backoff_rate if opts is not None else 1.0
     if outcome.error is not None and attempts > 1:
         outcome = Outcome(error=DBOSMaxStepRetriesExceededError(reg.name, attempts, errors))
+        recorded_elsewhere = False
     ser = rt.config.serializer
     if outcome.error is None:
         try:
@@ -73,10 +80,11 @@ def step_protocol(rt: Runtime, ctx: WorkflowContext, reg: RegisteredFunction) ->
             err = None
         except DBOSError as exc:
             outcome, out, err = Outcome(error=exc), None, serialize_error(ser, exc)
+            recorded_elsewhere = False
     else:
         out, err = None, serialize_error(ser, outcome.error)
     row = StepRow(fid, reg.name, out, err, None, ser.name, started, now_ms())
-    winner = rt.sysdb.record_step(ctx.workflow_id, row)
+    winner = rt.sysdb.record_step(ctx.workflow_id, row, recorded_elsewhere=recorded_elsewhere)
     if winner is not None:  # another execution of this workflow recorded it first
         return _step_outcome(rt, ctx, winner)
     return outcome
@@ -125,7 +133,7 @@ def _drive_sync(
         while True:
             instr = gen.send(res)
             if isinstance(instr, Call):
-                token = current_step.set(instr.step_id)
+                token = current_step.set(instr.call)
                 try:
                     res = call_sync(reg.func, args, kwargs)
                 finally:
@@ -161,7 +169,7 @@ async def _drive_async(
         while True:
             instr = gen.send(res)
             if isinstance(instr, Call):
-                token = current_step.set(instr.step_id)
+                token = current_step.set(instr.call)
                 try:
                     res = await call_async(reg.func, args, kwargs)
                 finally:

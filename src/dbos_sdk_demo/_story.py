@@ -35,6 +35,8 @@ from typing import Any, Final
 
 import attrs
 
+from dbos_sdk import StepInfo
+
 from ._instruments import CHILD_TIMEOUT_S, Child, Observer, read_order
 from ._protocol import RECORD_ORDER, TICK_EVERY_S, AppSettings, DemoError, Event
 from ._report import StepRow, TickRow, check_order, check_steps, check_ticks, clip, ranges, table
@@ -46,6 +48,7 @@ PAUSE_AT_STEP: Final = 4
 MISSED_TICKS: Final = 2
 """How many ticks fall due while no app process runs."""
 SETTLE_S: Final = 0.5
+STEPS_WAIT_S: Final = 5.0
 """The app is not killed this close to its next tick (so that no tick is half-started)."""
 RESTART_MARGIN_S: Final = 0.3
 """The restart comes this long after the last missed tick fell due."""
@@ -236,7 +239,7 @@ class _Story:
             first, lambda: first.paused and bool(first.ticks), f"step {PAUSE_AT_STEP} and a tick"
         )
         last_tick = self._settle(first)
-        steps = self.observer.steps(wf)
+        steps = self._steps_before_pause(wf)
         done = [st.function_id for st in steps]
         tx_step = next((st.function_id for st in steps if st.function_name == RECORD_ORDER), 0)
         if done != list(range(1, PAUSE_AT_STEP)) or not tx_step:
@@ -258,6 +261,18 @@ class _Story:
         killed_at = time.time()
         self._drain(first)  # what it printed just before: its checks count every tick
         return tx_step, last_tick, killed_at
+
+    def _steps_before_pause(self, wf: str) -> list[StepInfo]:
+        """The workflow's recorded steps once steps 1 .. PAUSE_AT_STEP-1 are all there (a
+        Postgres system database may write a transaction's record a few ms after its
+        commit: its outcome is durable in the datasource from the commit on), or as they
+        are after STEPS_WAIT_S."""
+        deadline = time.monotonic() + STEPS_WAIT_S
+        while True:
+            steps = self.observer.steps(wf)
+            if len(steps) >= PAUSE_AT_STEP - 1 or time.monotonic() > deadline:
+                return steps
+            time.sleep(0.02)
 
     def _settle(self, child: Child) -> datetime:
         """Wait until no tick is in flight: the ticks ``child`` ran are recorded SUCCESS,

@@ -17,6 +17,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from typing_extensions import deprecated
 
+from dbos_sdk._context import mark_recorded_elsewhere
 from dbos_sdk._outcome import Outcome
 from dbos_sdk.errors import DBOSConfigurationError, DBOSNotInTransactionError
 
@@ -25,6 +26,7 @@ from ._core import (
     Attempt,
     Lookup,
     RecordError,
+    Settled,
     TransactionPlan,
     TransactionStep,
     Wait,
@@ -178,7 +180,7 @@ class SyncDataSource(_DataSourceBase[ClientT, ConfigT]):
             try:
                 instr = proto.send(reply) if reply is not None else next(proto)
             except StopIteration as stop:
-                return cast(R, cast(Outcome, stop.value).unwrap())
+                return cast(R, _settle(stop.value))
             if isinstance(instr, Attempt):
                 reply = self._attempt(cfg, instr.checkpoint_step, func, args, kwargs)
             elif isinstance(instr, Lookup):
@@ -382,7 +384,7 @@ class AsyncDataSource(_DataSourceBase[ClientT, ConfigT]):
             try:
                 instr = proto.send(reply) if reply is not None else next(proto)
             except StopIteration as stop:
-                return cast(R, cast(Outcome, stop.value).unwrap())
+                return cast(R, _settle(stop.value))
             if isinstance(instr, Attempt):
                 reply = await self._attempt(cfg, instr.checkpoint_step, func, args, kwargs)
             elif isinstance(instr, Lookup):
@@ -475,6 +477,14 @@ class AsyncDataSource(_DataSourceBase[ClientT, ConfigT]):
 
     def _checked(self, config: ConfigT | None) -> ConfigT | None:
         return None if config is None else self._config_of(config)
+
+
+def _settle(settled: Settled) -> Any:
+    """Tell the engine when the outcome is the step's committed checkpoint (its record in
+    the system database then needs no disk flush of its own); return or raise it."""
+    if settled.checkpointed:
+        mark_recorded_elsewhere()
+    return settled.outcome.unwrap()
 
 
 def _try(func: Callable[..., Any], *args: Any) -> Outcome:

@@ -6,6 +6,7 @@ checkpoint up, run an attempt, record an error, wait) and receives each result a
 with their datasource's hooks; nothing else differs between them.
 """
 
+import enum
 import logging
 import time
 from collections.abc import Callable, Generator
@@ -112,12 +113,12 @@ def current_transaction_step() -> TransactionStep | None:
 def step_for(name: str) -> TransactionStep | None:
     """The step a transaction called now runs as (the engine set current_step for it)."""
     ctx = current_workflow.get()
-    step_id = current_step.get()
-    if ctx is None or step_id is None:
+    call = current_step.get()
+    if ctx is None or call is None:
         return None
     return TransactionStep(
         workflow_id=ctx.workflow_id,
-        step_id=step_id,
+        step_id=call.step_id,
         name=name,
         may_have_run=ctx.recorded is not None,
     )
@@ -199,7 +200,17 @@ class _Budget:
         return wait
 
 
-TransactionProtocol = Generator[Instruction, Outcome, Outcome]
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """How one transaction invocation ended."""
+
+    outcome: Outcome
+    checkpointed: bool
+    """The outcome is the step's completion checkpoint, committed in the datasource (by
+    this invocation or by an earlier execution): durable without the system database."""
+
+
+TransactionProtocol = Generator[Instruction, Outcome, Settled]
 
 
 def transaction_protocol(plan: TransactionPlan) -> TransactionProtocol:
@@ -221,29 +232,29 @@ def transaction_protocol(plan: TransactionPlan) -> TransactionProtocol:
             if found.error is not None:
                 ended = yield from _retry_wait(plan, budget, found.error)
                 if ended is not None:
-                    return ended
+                    return Settled(ended, checkpointed=False)
                 continue
             if isinstance(found.value, TransactionCheckpoint):
-                return replayed(step, found.value)
+                return Settled(replayed(step, found.value), checkpointed=True)
         number += 1
         result = yield Attempt(number, step)
         if result.error is None:
             if result.value is CONFLICT:
                 look_first = True  # the winner's checkpoint is committed: replay it
                 continue
-            return result
+            return Settled(result, checkpointed=step is not None)
         error = result.error
         if plan.is_retriable(error):
             ended = yield from _retry_wait(plan, budget, error)
             if ended is not None:
-                return ended
+                return Settled(ended, checkpointed=False)
             look_first = True  # a duplicate may have committed while we waited
             continue
         if step is None:
-            return result
-        other_won = yield from _record_error(plan, budget, step, error)
-        if not other_won:
-            return result
+            return Settled(result, checkpointed=False)
+        recorded = yield from _record_error(plan, budget, step, error)
+        if recorded is not _ErrorRecord.OTHER_WON:
+            return Settled(result, checkpointed=recorded is _ErrorRecord.RECORDED)
         look_first = True  # another execution recorded its outcome first: replay it
 
 
@@ -261,18 +272,25 @@ def _retry_wait(
     return None
 
 
+class _ErrorRecord(enum.Enum):
+    RECORDED = enum.auto()
+    OTHER_WON = enum.auto()
+    """Another execution's checkpoint was there first."""
+    FAILED = enum.auto()
+
+
 def _record_error(
     plan: TransactionPlan, budget: _Budget, step: TransactionStep, error: BaseException
-) -> Generator[Instruction, Outcome, bool]:
-    """Record ``error`` as the step's checkpoint; True if another execution's checkpoint
-    was there first. If recording fails for good, the error is still returned to the
-    caller (and recorded by the system database); a crash before that record runs the
-    rolled-back transaction again, which is safe."""
+) -> Generator[Instruction, Outcome, _ErrorRecord]:
+    """Record ``error`` as the step's checkpoint; say whether it was, or another
+    execution's checkpoint was there first. If recording fails for good, the error is
+    still returned to the caller (and recorded by the system database); a crash before
+    that record runs the rolled-back transaction again, which is safe."""
     checkpoint = step.encode_error(error)
     while True:
         done = yield RecordError(checkpoint)
         if done.error is None:
-            return done.value is False
+            return _ErrorRecord.RECORDED if done.value else _ErrorRecord.OTHER_WON
         ended = yield from _retry_wait(plan, budget, done.error)
         if ended is not None:
             logger.warning(
@@ -281,4 +299,4 @@ def _record_error(
                 error,
                 done.error,
             )
-            return False
+            return _ErrorRecord.FAILED

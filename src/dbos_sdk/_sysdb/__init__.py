@@ -6,12 +6,12 @@ from dbos_sdk._sysdb._base import (
     TERMINAL_STATUSES,
     DispatchStateRow,
     QueueLimits,
-    StepRow,
     SystemDatabase,
     WorkflowFilter,
     WorkflowRow,
     now_ms,
 )
+from dbos_sdk._sysdb._rows import StepRow
 
 
 def open_system_database(config: DBOSConfig) -> SystemDatabase:

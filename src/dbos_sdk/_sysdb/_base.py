@@ -7,6 +7,7 @@ all the SQL, lives here once.
 """
 
 import json
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -15,8 +16,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from dbos_sdk._sysdb._held import HeldSteps
+from dbos_sdk._sysdb._rows import StepRow
 from dbos_sdk._sysdb._schema import MIGRATIONS, SCHEMA_VERSION
 from dbos_sdk.errors import DBOSConflictingWorkflowError, DBOSSchemaVersionError
+
+logger = logging.getLogger("dbos_sdk")
 
 INTERNAL_QUEUE = "_dbos_internal_queue"
 """Resumed and forked workflows are enqueued here; every executor drains it."""
@@ -33,6 +38,36 @@ _STEP_COLUMNS = (
     "function_id, function_name, output, error, child_workflow_id, serialization, "
     "started_at, completed_at"
 )
+
+
+def _insert_steps_sql(ops: str, n: int) -> str:
+    """INSERT of ``n`` step records that skips positions recorded already."""
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n)
+    return (
+        f"INSERT INTO {ops} (workflow_uuid, {_STEP_COLUMNS}) VALUES {values} "
+        "ON CONFLICT (workflow_uuid, function_id) DO NOTHING"
+    )
+
+
+def _step_params(workflow_id: str, rows: Sequence[StepRow]) -> tuple[Any, ...]:
+    return _pair_params([(workflow_id, r) for r in rows])
+
+
+def _pair_params(pairs: Sequence[tuple[str, StepRow]]) -> tuple[Any, ...]:
+    params: list[Any] = []
+    for workflow_id, r in pairs:
+        params += (
+            workflow_id,
+            r.function_id,
+            r.function_name,
+            r.output,
+            r.error,
+            r.child_workflow_id,
+            r.serialization,
+            r.started_at,
+            r.completed_at,
+        )
+    return tuple(params)
 
 
 def now_ms() -> int:
@@ -96,20 +131,6 @@ class WorkflowRow:
 
 
 @dataclass(frozen=True, slots=True)
-class StepRow:
-    """One recorded step (operation output) of a workflow."""
-
-    function_id: int
-    function_name: str
-    output: str | None
-    error: str | None
-    child_workflow_id: str | None
-    serialization: str
-    started_at: int
-    completed_at: int
-
-
-@dataclass(frozen=True, slots=True)
 class QueueLimits:
     """What a dequeue must respect; ``local_free`` is what this executor may still start."""
 
@@ -154,6 +175,7 @@ class SystemDatabase(ABC):
     def __init__(self) -> None:
         self._round_trips = 0
         self._rt_lock = threading.Lock()
+        self.held_steps = HeldSteps(self._write_held_rows)
         names = self._table_names()
         self._ws = names["ws"]
         self._ops = names["ops"]
@@ -169,11 +191,13 @@ class SystemDatabase(ABC):
     def _cursor(self) -> AbstractContextManager[Executor]:
         """An executor whose every statement commits on its own."""
 
-    def _outcome_cursor(self) -> AbstractContextManager[Executor]:
-        """Like :meth:`_cursor`, for writing workflow outcomes. Those may be committed
-        without waiting for the disk where the backend allows it: every step is already
-        durable, so an outcome lost by a crash of the database server is recomputed, the
-        same, by recovery replaying the steps."""
+    def _lazy_cursor(self) -> AbstractContextManager[Executor]:
+        """Like :meth:`_cursor`, for writes that a crash of the database server may lose
+        without losing anything: a workflow's outcome (every step is durable already, so
+        recovery recomputes it, the same, by replay), with any step records held back
+        (their outcomes are durable in their datasources). Where the backend allows it,
+        these commit without waiting for the disk; the next ordinary commit of any session
+        flushes them."""
         return self._cursor()
 
     @abstractmethod
@@ -280,13 +304,22 @@ class SystemDatabase(ABC):
     ) -> bool:
         """Record a PENDING workflow's outcome; False if it is no longer PENDING (cancelled)."""
         t = now_ms()
-        with self._outcome_cursor() as ex:
-            cur = ex(
-                f"UPDATE {self._ws} SET status = ?, output = ?, error = ?, updated_at = ?, "
-                "completed_at = ? WHERE workflow_uuid = ? AND status = 'PENDING'",
-                (status, output, error, t, t, workflow_id),
-            )
-            return cur.rowcount > 0
+        held = self.held_steps.take(workflow_id)
+        # Held step records go in the same statement (a data-modifying WITH: only backends
+        # that hold records, i.e. Postgres, get here with some), so the outcome is never
+        # durable without them.
+        prefix = f"WITH held AS ({_insert_steps_sql(self._ops, len(held))}) " if held else ""
+        try:
+            with self._lazy_cursor() as ex:
+                cur = ex(
+                    f"{prefix}UPDATE {self._ws} SET status = ?, output = ?, error = ?, "
+                    "updated_at = ?, completed_at = ? WHERE workflow_uuid = ? AND status = 'PENDING'",
+                    (*_step_params(workflow_id, held), status, output, error, t, t, workflow_id),
+                )
+                return cur.rowcount > 0
+        except BaseException:
+            self.held_steps.put_back(workflow_id, held)
+            raise
 
     def get_workflow(self, workflow_id: str) -> WorkflowRow | None:
         with self._cursor() as ex:
@@ -383,6 +416,7 @@ class SystemDatabase(ABC):
     def cancel_workflow(self, workflow_id: str) -> str | None:
         """Mark a workflow CANCELLED unless it already ended; return its status (None: absent)."""
         with self._transaction() as ex:
+            self._write_held(ex, workflow_id)
             ex(
                 f"UPDATE {self._ws} SET status = 'CANCELLED', updated_at = ? "
                 "WHERE workflow_uuid = ? AND status IN ('PENDING', 'ENQUEUED')",
@@ -395,6 +429,7 @@ class SystemDatabase(ABC):
     def resume_workflow(self, workflow_id: str) -> str | None:
         """Enqueue a cancelled or failed-by-recovery workflow on the internal queue again."""
         with self._transaction() as ex:
+            self._write_held(ex, workflow_id)
             ex(
                 f"UPDATE {self._ws} SET status = 'ENQUEUED', queue_name = ?, executor_id = NULL, "
                 "started_at = NULL, deadline_epoch_ms = NULL, timeout_ms = NULL, "
@@ -430,6 +465,7 @@ class SystemDatabase(ABC):
             )
             if cur.rowcount == 0:
                 return False
+            self._write_held(ex, workflow_id)
             ex(
                 f"INSERT INTO {self._ops} (workflow_uuid, {_STEP_COLUMNS}) SELECT ?, "
                 f"{_STEP_COLUMNS} FROM {self._ops} WHERE workflow_uuid = ? AND function_id < ?",
@@ -439,42 +475,90 @@ class SystemDatabase(ABC):
 
     # --- steps -------------------------------------------------------------------------
 
-    def record_step(self, workflow_id: str, step: StepRow) -> StepRow | None:
-        """Record a step; if another execution recorded this position first, return its row."""
-        with self._cursor() as ex:
-            cur = ex(
-                f"INSERT INTO {self._ops} (workflow_uuid, {_STEP_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (workflow_uuid, function_id) DO NOTHING RETURNING function_id",
-                (
-                    workflow_id,
-                    step.function_id,
-                    step.function_name,
-                    step.output,
-                    step.error,
-                    step.child_workflow_id,
-                    step.serialization,
-                    step.started_at,
-                    step.completed_at,
-                ),
-            )
-            if cur.fetchone() is not None:
-                return None
-            row = ex(
-                f"SELECT {_STEP_COLUMNS} FROM {self._ops} WHERE workflow_uuid = ? "
-                "AND function_id = ?",
-                (workflow_id, step.function_id),
-            ).fetchone()
-        return StepRow(*row)
+    def record_step(
+        self, workflow_id: str, step: StepRow, *, recorded_elsewhere: bool = False
+    ) -> StepRow | None:
+        """Record a step; if another execution recorded this position first, return its row.
+
+        ``recorded_elsewhere``: the step's outcome is durably committed in a datasource
+        already (its completion checkpoint). Where a round trip costs (``holds_steps``),
+        the record is then held back (see ``_held``) and written in the same statement as
+        the workflow's next write here -- its next step's record or its outcome -- or by
+        a flusher thread after ``held_steps.hold_s``. A crash before that loses nothing:
+        replay finds the outcome in the datasource. This process's reads include it.
+        """
+        if recorded_elsewhere and self.holds_steps and self.held_steps.hold(workflow_id, step):
+            return None
+        rows = [*self.held_steps.take(workflow_id), step]
+        try:
+            with self._lazy_cursor() if recorded_elsewhere else self._cursor() as ex:
+                cur = ex(
+                    f"{_insert_steps_sql(self._ops, len(rows))} RETURNING function_id",
+                    _step_params(workflow_id, rows),
+                )
+                if step.function_id in {r[0] for r in cur.fetchall()}:
+                    return None
+                found = ex(
+                    f"SELECT {_STEP_COLUMNS} FROM {self._ops} WHERE workflow_uuid = ? "
+                    "AND function_id = ?",
+                    (workflow_id, step.function_id),
+                ).fetchone()
+        except BaseException:
+            self.held_steps.put_back(workflow_id, rows[:-1])
+            raise
+        return StepRow(*found)
 
     def get_steps(self, workflow_id: str) -> list[StepRow]:
+        """The workflow's recorded steps in order, including records held back here."""
         with self._cursor() as ex:
             rows = ex(
                 f"SELECT {_STEP_COLUMNS} FROM {self._ops} WHERE workflow_uuid = ? "
                 "ORDER BY function_id",
                 (workflow_id,),
             ).fetchall()
-        return [StepRow(*r) for r in rows]
+        return self._with_held(workflow_id, [StepRow(*r) for r in rows])
+
+    # --- step records held back (see record_step) ----------------------------------------
+
+    holds_steps: bool = False
+    """Whether records of steps recorded elsewhere are held back for the workflow's next
+    write (a backend where every statement is a network round trip)."""
+
+    def _with_held(self, workflow_id: str, recorded: list[StepRow]) -> list[StepRow]:
+        held = self.held_steps.peek(workflow_id)
+        if not held:
+            return recorded
+        ids = {r.function_id for r in recorded}
+        merged = recorded + [r for r in held if r.function_id not in ids]
+        return sorted(merged, key=lambda r: r.function_id)
+
+    def _write_held(self, ex: Executor, workflow_id: str) -> None:
+        """Write the workflow's held records with ``ex`` (a transaction about to change the
+        workflow), so that what it does is never durable without them."""
+        rows = self.held_steps.take(workflow_id)
+        if rows:
+            ex(_insert_steps_sql(self._ops, len(rows)), _step_params(workflow_id, rows))
+
+    def _write_held_rows(self, pairs: Sequence[tuple[str, StepRow]]) -> None:
+        """Write held records of any workflows in one statement (the flusher's write)."""
+        with self._lazy_cursor() as ex:
+            ex(_insert_steps_sql(self._ops, len(pairs)), _pair_params(pairs))
+
+    def write_all_held(self) -> None:
+        """Stop holding records and write those held (at shutdown; best effort, since each
+        outcome is also durable in its datasource)."""
+        left = self.held_steps.close()
+        if not left:
+            return
+        try:
+            self._write_held_rows(left)
+        except Exception as exc:
+            logger.warning(
+                "Could not write %d held step record(s) at shutdown: %r; their datasources "
+                "hold the outcomes, and replay finds them there.",
+                len(left),
+                exc,
+            )
 
     def get_steps_of(self, workflow_ids: Sequence[str]) -> dict[str, list[StepRow]]:
         """The recorded steps of several workflows (in order), in one statement: what a
@@ -491,7 +575,7 @@ class SystemDatabase(ABC):
         steps: dict[str, list[StepRow]] = {wfid: [] for wfid in workflow_ids}
         for r in rows:
             steps[r[0]].append(StepRow(*r[1:]))
-        return steps
+        return {wfid: self._with_held(wfid, found) for wfid, found in steps.items()}
 
     # --- queues ------------------------------------------------------------------------
 

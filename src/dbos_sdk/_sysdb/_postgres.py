@@ -21,6 +21,7 @@ from dbos_sdk.errors import DBOSDatabaseConnectionError
 class PostgresSystemDatabase(SystemDatabase):
     backend = "postgresql"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    holds_steps = True
     no_limit = "ALL"
 
     def __init__(self, url: str, *, schema: str = "dbos", pool_size: int = 10) -> None:
@@ -42,18 +43,18 @@ class PostgresSystemDatabase(SystemDatabase):
             open=True,
             name="dbos-system-database",
         )
-        # Outcomes commit asynchronously (see SystemDatabase._outcome_cursor): the server
+        # Lazy writes commit asynchronously (see SystemDatabase._lazy_cursor): the server
         # acknowledges the commit before its WAL reaches the disk, saving an fsync wait.
         # The next synchronous commit of any session flushes it; a server crash in the
-        # meantime (at most ~3 x wal_writer_delay) leaves the workflow PENDING.
-        self._outcome_pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+        # meantime (at most ~3 x wal_writer_delay) loses only what replay recomputes.
+        self._lazy_pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
             url,
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True},
             configure=_asynchronous_commit,
             open=True,
-            name="dbos-system-database-outcomes",
+            name="dbos-system-database-lazy",
         )
         self._sql_cache: dict[str, str] = {}
         super().__init__()
@@ -88,8 +89,8 @@ class PostgresSystemDatabase(SystemDatabase):
             yield self._executor(conn)
 
     @contextmanager
-    def _outcome_cursor(self) -> Generator[Executor, None, None]:
-        with self._outcome_pool.connection() as conn:
+    def _lazy_cursor(self) -> Generator[Executor, None, None]:
+        with self._lazy_pool.connection() as conn:
             yield self._executor(conn)
 
     @contextmanager
@@ -114,7 +115,8 @@ class PostgresSystemDatabase(SystemDatabase):
             run(ex)
 
     def close(self) -> None:
-        self._outcome_pool.close()
+        self.write_all_held()
+        self._lazy_pool.close()
         self._pool.close()
 
 

@@ -58,10 +58,12 @@ def main(raw: str) -> None:
         assert rt is not None
         record = rt.sysdb.record_step
 
-        def record_or_die(workflow_id: str, step: StepRow) -> StepRow | None:
+        def record_or_die(
+            workflow_id: str, step: StepRow, *, recorded_elsewhere: bool = False
+        ) -> StepRow | None:
             if step.function_name == TX_NAME:
                 os.kill(os.getpid(), signal.SIGKILL)
-            return record(workflow_id, step)
+            return record(workflow_id, step, recorded_elsewhere=recorded_elsewhere)
 
         rt.sysdb.record_step = record_or_die  # type: ignore[method-assign]
         with SetWorkflowID(args["wfid"]):

@@ -14,7 +14,7 @@ from typing import Any
 from typing_extensions import TypeIs
 
 from dbos_sdk import DBOS
-from dbos_sdk._context import WorkflowContext, current_step, current_workflow
+from dbos_sdk._context import StepCall, WorkflowContext, current_step, current_workflow
 from dbos_sdk._datasource._register import register_transaction, register_transaction_async
 from dbos_sdk._registry import registration_of
 from dbos_sdk._sysdb import StepRow
@@ -219,7 +219,7 @@ def commit_in_the_datasource_only(
     reg = registration_of(tx)
     assert reg is not None, f"{tx!r} is not a registered transaction"
     with as_step_of(workflow_id, recorded=None):
-        token = current_step.set(1)
+        token = current_step.set(StepCall(1))
         try:
             return call(kit, reg.func, *args)
         finally:
