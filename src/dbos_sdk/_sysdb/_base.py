@@ -6,6 +6,7 @@ statement, :meth:`SystemDatabase._transaction` for several), its dialect's few d
 all the SQL, lives here once.
 """
 
+import functools
 import json
 import logging
 import threading
@@ -40,6 +41,7 @@ _STEP_COLUMNS = (
 )
 
 
+@functools.lru_cache(maxsize=64)
 def _insert_steps_sql(ops: str, n: int) -> str:
     """INSERT of ``n`` step records that skips positions recorded already."""
     values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * n)
@@ -49,25 +51,28 @@ def _insert_steps_sql(ops: str, n: int) -> str:
     )
 
 
+def _row_params(workflow_id: str, r: StepRow) -> tuple[Any, ...]:
+    return (
+        workflow_id,
+        r.function_id,
+        r.function_name,
+        r.output,
+        r.error,
+        r.child_workflow_id,
+        r.serialization,
+        r.started_at,
+        r.completed_at,
+    )
+
+
 def _step_params(workflow_id: str, rows: Sequence[StepRow]) -> tuple[Any, ...]:
-    return _pair_params([(workflow_id, r) for r in rows])
+    if len(rows) == 1:
+        return _row_params(workflow_id, rows[0])
+    return tuple(p for r in rows for p in _row_params(workflow_id, r))
 
 
 def _pair_params(pairs: Sequence[tuple[str, StepRow]]) -> tuple[Any, ...]:
-    params: list[Any] = []
-    for workflow_id, r in pairs:
-        params += (
-            workflow_id,
-            r.function_id,
-            r.function_name,
-            r.output,
-            r.error,
-            r.child_workflow_id,
-            r.serialization,
-            r.started_at,
-            r.completed_at,
-        )
-    return tuple(params)
+    return tuple(p for workflow_id, r in pairs for p in _row_params(workflow_id, r))
 
 
 def now_ms() -> int:
@@ -489,7 +494,8 @@ class SystemDatabase(ABC):
         """
         if recorded_elsewhere and self.holds_steps and self.held_steps.hold(workflow_id, step):
             return None
-        rows = [*self.held_steps.take(workflow_id), step]
+        held = self.held_steps.take(workflow_id)
+        rows = [*held, step] if held else [step]
         try:
             with self._lazy_cursor() if recorded_elsewhere else self._cursor() as ex:
                 cur = ex(
@@ -504,7 +510,7 @@ class SystemDatabase(ABC):
                     (workflow_id, step.function_id),
                 ).fetchone()
         except BaseException:
-            self.held_steps.put_back(workflow_id, rows[:-1])
+            self.held_steps.put_back(workflow_id, held)
             raise
         return StepRow(*found)
 
