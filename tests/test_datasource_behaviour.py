@@ -260,3 +260,64 @@ def test_held_step_records_are_written_by_cancel_fork_and_shutdown(
     hold(40)
     DBOS.shutdown()
     assert _recorded_names(pg_url, pg_schema, "held-host") == ["held_10", "held_20", "held_40"]
+
+
+def test_async_sqlalchemy_settings_do_not_stay_on_the_engines_connections(
+    pg_url: str, pg_schema: str
+) -> None:
+    """AsyncSQLAlchemyDataSource configures a connection when its transaction begins (on
+    the function's first statement, or at commit when it ran none) and puts it back before
+    the pool gets it: code using ``ds.engine`` directly sees the server's defaults."""
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from dbos_sdk.datasource import PGIsolationLevel
+    from dbos_sqlalchemy_datasource import SQLAlchemyTransactionConfig
+
+    DBOS(DBOSConfig("sa-reset", system_database_url=pg_url, postgres_schema=pg_schema))
+    ds = AsyncSQLAlchemyDataSource(
+        f"sa-reset-{uuid.uuid4().hex[:6]}",
+        pg_url,
+        schema=pg_schema,
+        pool_size=1,
+        engine_kwargs={"max_overflow": 0},
+    )
+    show = sa.text(
+        "SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')"
+    )
+    odd = SQLAlchemyTransactionConfig(
+        isolation_level=PGIsolationLevel.REPEATABLE_READ, read_only=True
+    )
+
+    @ds.transaction(odd, name="reads_settings")
+    async def reads_settings() -> tuple[str, str]:
+        row = (await ds.client.execute(show)).one()
+        return (str(row[0]), str(row[1]))
+
+    @ds.transaction(name="runs_nothing")
+    async def runs_nothing() -> int:
+        return 5
+
+    @DBOS.workflow()
+    async def wf() -> tuple[tuple[str, str], int]:
+        return (await reads_settings(), await runs_nothing())
+
+    async def engine_sees() -> tuple[str, str]:
+        async with ds.engine.connect() as conn:
+            row = (await conn.execute(show)).one()
+            return (str(row[0]), str(row[1]))
+
+    DBOS.launch()
+    with SetWorkflowID("sa-reset-wf"):
+        got = asyncio.run(wf())
+    assert got == (("repeatable read", "on"), 5)
+    assert asyncio.run(engine_sees()) == ("read committed", "off")
+    # The transaction that ran no statement still committed its checkpoint.
+    with psycopg.connect(pg_url) as conn:
+        found = conn.execute(
+            f'SELECT function_num FROM "{pg_schema}".transaction_completion '  # type: ignore[arg-type]
+            "WHERE workflow_id = %s ORDER BY function_num",
+            ("sa-reset-wf",),
+        ).fetchall()
+    assert [r[0] for r in found] == [2]  # step 1 was read-only: no checkpoint

@@ -5,10 +5,12 @@ Sessions run on whichever event loop awaits the transaction. ``initialize`` and
 runtime's loop is closed by the time datasources are destroyed).
 """
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import psycopg
+from sqlalchemy import Connection, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
@@ -33,11 +35,12 @@ from dbos_sqlalchemy_datasource._common import (
     DRIVER_CONNECTION,
     SQLAlchemyTransactionConfig,
     async_driver_of,
-    connection_options,
     driver_of_async,
     pending_orm_changes,
     psycopg_url,
 )
+
+logger = logging.getLogger("dbos_sdk")
 
 
 class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransactionConfig]):
@@ -153,15 +156,14 @@ class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransact
     # --- hooks ----------------------------------------------------------------------------
 
     async def _open_transaction(self, config: SQLAlchemyTransactionConfig) -> AsyncSession:
-        session = AsyncSession(bind=self.engine, expire_on_commit=False)
-        try:
-            # One trip through the greenlet bridge, without the AsyncConnection proxy.
-            session.info[DRIVER_CONNECTION] = await session.run_sync(
-                _begin, connection_options(config), self.name
-            )
-        except BaseException:
-            await session.close()
-            raise
+        # Nothing crosses the greenlet bridge here: the session begins on the function's
+        # first statement (or flush), in that statement's own trip, and the after_begin
+        # hook of _TransactionSession configures the connection before psycopg sends BEGIN.
+        session = AsyncSession(
+            bind=self.engine, expire_on_commit=False, sync_session_class=_TransactionSession
+        )
+        isolation = psycopg.IsolationLevel[config.isolation_level.name]
+        session.info[_BEGIN_WITH] = (isolation, config.read_only, self.name)
         return session
 
     async def _before_commit(self, client: AsyncSession) -> None:
@@ -173,17 +175,27 @@ class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransact
     async def _commit_transaction(
         self, client: AsyncSession, checkpoint: TransactionCheckpoint | None
     ) -> bool:
-        if checkpoint is not None:
-            raw: psycopg.AsyncConnection[Any] = client.info[DRIVER_CONNECTION]
-            # Checkpoint and COMMIT in one round trip on the driver connection; the
-            # session's own commit then finds the transaction over and sends nothing.
-            if not await pg_commit_with_checkpoint_async(raw, self.schema, checkpoint):
-                await client.rollback()
-                return False
+        if DRIVER_CONNECTION not in client.info:
+            await client.connection()  # the function ran no statement: begin now
+        raw: psycopg.AsyncConnection[Any] = client.info[DRIVER_CONNECTION]
+        # Checkpoint and COMMIT in one round trip on the driver connection; the session's
+        # own commit then finds the transaction over and sends nothing.
+        committed = await pg_commit_with_checkpoint_async(raw, self.schema, checkpoint)
+        await _restore(client, raw)
+        if not committed:
+            await client.rollback()
+            return False
         await client.commit()
         return True
 
     async def _rollback_transaction(self, client: AsyncSession) -> None:
+        raw: psycopg.AsyncConnection[Any] | None = client.info.get(DRIVER_CONNECTION)
+        if raw is not None:
+            try:
+                await raw.rollback()
+                await _restore(client, raw)
+            except psycopg.Error as exc:  # lost: SQLAlchemy's rollback discards it
+                logger.debug("%r: rollback on the driver connection failed: %r", self, exc)
         await client.rollback()
 
     async def _close_transaction(self, client: AsyncSession) -> None:
@@ -215,9 +227,47 @@ class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransact
         return is_pg_retriable_transaction_error(error)
 
 
-def _begin(
-    session: Session, options: Mapping[str, Any], name: str
-) -> "psycopg.AsyncConnection[Any]":
-    """In the greenlet of ``AsyncSession.run_sync``: check a connection out, begin the
-    session's transaction on it with ``options``, and return its psycopg connection."""
-    return async_driver_of(session.connection(execution_options=options), name)
+_BEGIN_WITH = "dbos_begin_with"
+"""Key, in ``Session.info``: (isolation level, read-only, datasource name) of the
+transaction the session is for."""
+_RESTORE = "dbos_restore"
+"""Key, in ``Session.info``: the connection's (isolation level, read-only) before the
+transaction changed them, or None if it did not."""
+
+
+class _TransactionSession(Session):
+    """The sync face of this datasource's ``AsyncSession`` objects (see its after_begin
+    hook, :func:`_configure_connection`)."""
+
+
+@event.listens_for(_TransactionSession, "after_begin")
+def _configure_connection(session: Session, transaction: object, connection: Connection) -> None:
+    """Give the connection the transaction's isolation level and read-only flag before
+    psycopg sends BEGIN (it does so with the first statement), and note how to put the
+    connection back as it was. Runs inside the greenlet of that first statement, where
+    the adapted connection may await the driver."""
+    del transaction
+    isolation, read_only, name = session.info[_BEGIN_WITH]
+    raw = async_driver_of(connection, name)
+    was = (raw.isolation_level, raw.read_only)
+    adapted: Any = connection.connection.dbapi_connection
+    if was[0] != isolation:
+        adapted.set_isolation_level(isolation)
+    if was[1] != read_only:
+        adapted.set_read_only(read_only)
+    session.info[DRIVER_CONNECTION] = raw
+    session.info.setdefault(_RESTORE, was if was != (isolation, read_only) else None)
+
+
+async def _restore(client: AsyncSession, raw: "psycopg.AsyncConnection[Any]") -> None:
+    """Put the connection's isolation level and read-only flag back (the transaction has
+    ended on it), before the session returns it to the engine's pool."""
+    was = client.info.pop(_RESTORE, None)
+    if was is None or raw.closed:
+        return
+    try:
+        await raw.set_isolation_level(was[0])
+        await raw.set_read_only(was[1])
+    except psycopg.Error:
+        # A connection that cannot be reset must not go back to the pool as it is.
+        await client.invalidate()
