@@ -82,3 +82,22 @@ def test_a_failed_flush_is_retried_and_close_hands_back_what_is_left(
     left = held.close()
     assert [(wfid, r.function_id) for wfid, r in left] == [("b", 3)]
     assert not held.hold("c", row(1))  # closed: the caller writes it itself
+
+
+def test_a_flusher_asleep_after_an_idle_spell_is_woken_by_the_next_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once nothing has been held for LINGER_S the flusher stops polling; a hold then wakes
+    it, and the record is still written after hold_s."""
+    monkeypatch.setattr(_held, "LINGER_S", 0.05)
+    store = Store()
+    held = HeldSteps(store.write, hold_s=0.02)
+    held.hold("a", row(1))
+    assert store.wrote.wait(5)
+    time.sleep(0.3)  # idle for longer than LINGER_S: asleep
+    assert held._sleeping  # pyright: ignore[reportPrivateUsage]
+    store.wrote.clear()
+    held.hold("b", row(2))
+    assert store.wrote.wait(5)
+    assert store.written == [("a", 1), ("b", 2)]
+    assert held.close() == []

@@ -25,6 +25,10 @@ HOLD_S: Final = 0.01
 """How long a record waits for its workflow's next write before the flusher writes it."""
 RETRY_S: Final = 1.0
 """How long the flusher waits after a failed write before it tries those records again."""
+LINGER_S: Final = 1.0
+"""How long the flusher keeps polling every ``hold_s`` once nothing is held, before it
+sleeps until the next hold wakes it: under steady load a hold never wakes it (a thread
+switch per transaction), and an idle process does not poll."""
 
 WriteHeld = Callable[[Sequence[tuple[str, StepRow]]], None]
 
@@ -45,6 +49,8 @@ class HeldSteps:
         self._by_workflow: dict[str, _Entry] = {}
         self._cond = threading.Condition()
         self._flusher: threading.Thread | None = None
+        self._sleeping = False
+        """The flusher waits for a hold to wake it (it has been idle for LINGER_S)."""
         self._closed = False
 
     def hold(self, workflow_id: str, row: StepRow) -> bool:
@@ -56,7 +62,9 @@ class HeldSteps:
             if entry is None:
                 due = time.monotonic() + self.hold_s
                 self._by_workflow[workflow_id] = _Entry([row], due)
-                self._cond.notify()
+                if self._sleeping:
+                    self._sleeping = False
+                    self._cond.notify()
             else:
                 entry.rows.append(row)
             if self._flusher is None:
@@ -82,7 +90,9 @@ class HeldSteps:
             entry = self._by_workflow.get(workflow_id)
             if entry is None:
                 self._by_workflow[workflow_id] = _Entry(list(rows), time.monotonic() + RETRY_S)
-                self._cond.notify()
+                if self._sleeping:
+                    self._sleeping = False
+                    self._cond.notify()
             else:
                 entry.rows[:0] = rows
 
@@ -109,13 +119,23 @@ class HeldSteps:
     def _due(self) -> list[tuple[str, _Entry, list[StepRow]]] | None:
         """Wait until some rows are due; return them (None once closed)."""
         with self._cond:
+            idle_since: float | None = None
             while not self._closed:
                 now = time.monotonic()
                 due = [(w, e, list(e.rows)) for w, e in self._by_workflow.items() if e.due <= now]
                 if due:
                     return due
-                wake = min((e.due for e in self._by_workflow.values()), default=None)
-                self._cond.wait(None if wake is None else wake - now)
+                if self._by_workflow:
+                    idle_since = None
+                    self._cond.wait(min(e.due for e in self._by_workflow.values()) - now)
+                    continue
+                if idle_since is None:
+                    idle_since = now
+                if now - idle_since < LINGER_S:
+                    self._cond.wait(self.hold_s)  # poll: holds do not wake us meanwhile
+                else:
+                    self._sleeping = True
+                    self._cond.wait()
             return None
 
     def _flush_loop(self) -> None:
