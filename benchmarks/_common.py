@@ -32,6 +32,7 @@ PEER_SCENARIOS: dict[str, tuple[str, int]] = {
     "wf10": ("10-step workflows", 100),
     "queue_drain": ("queue drain", 2000),
     "tx": ("tx workflows", 500),
+    "tx_async": ("async tx workflows", 500),  # Postgres only
 }
 
 
@@ -170,6 +171,8 @@ def main() -> None:
     for db in dbs:
         floor = floor_commits_per_s(db, args.pg_url, args.floor_n)
         for scenario in scenarios:
+            if scenario == "tx_async" and db != "postgres":
+                continue  # dbos's async datasource, like ours, runs on Postgres
             label, n = PEER_SCENARIOS[scenario]
             peer = run_peer(db, scenario, n, args.pg_url)
             print_line(label, db, None, "wf/s", floor=floor, peer=peer["value"])

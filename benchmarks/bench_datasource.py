@@ -1,15 +1,17 @@
 """Datasource speed: sequential transaction workflows/s (one INSERT each) on each of our
 five datasources, beside the floor (the same INSERT committed by raw psycopg / sqlite3)
-and beside dbos 3.4.0's SQLAlchemy datasource transaction on the same server, all in the
-same run; then the datasource round trips each transaction step costs beyond its own
-INSERT, counted by libpq's protocol trace of the datasource's connections.
+and beside dbos 3.4.0's SQLAlchemy datasource transaction of the same kind (sync, or
+async for our async datasources) on the same server, all in the same run; then the
+datasource round trips each transaction step costs beyond its own INSERT, counted by
+libpq's protocol trace of the datasource's connections.
 
     .venv/bin/python benchmarks/bench_datasource.py [--kind psycopg ...] [--quick]
 
 Postgres runs use a fresh database ``bench_dbos_ds`` (dropped afterwards) holding both the
 system database and the application tables; SQLite runs use temp files. dbos runs in its
-own process on its own fresh databases (benchmarks/peer/dbos_peer.py, scenario "tx"),
-once before our runs on that database and once after; its figure is the mean of the two.
+own process on its own fresh databases (benchmarks/peer/dbos_peer.py, scenarios "tx" and
+"tx_async"), once before our runs on that database and once after; its figure is the
+mean of the two.
 """
 
 from __future__ import annotations
@@ -304,40 +306,63 @@ def main() -> None:
                 run_db(db, db_kinds, bench_url, args.pg_url, sizes, trace)
 
 
-def peer_rate(db: str, pg_url: str, sizes: Sizes) -> float | None:
-    peer = run_peer(db, "tx", sizes.n, pg_url, sizes.repeat)
+def peer_rate(db: str, scenario: str, pg_url: str, sizes: Sizes) -> float | None:
+    peer = run_peer(db, scenario, sizes.n, pg_url, sizes.repeat)
     if peer.get("reason"):
-        print(f"    dbos ({db}): {peer['reason']}", flush=True)
+        print(f"    dbos {scenario} ({db}): {peer['reason']}", flush=True)
     value = peer["value"]
     return float(value) if value is not None else None
+
+
+def peer_scenario(kind: str) -> str:
+    """dbos's transaction of the same kind: its AsyncSQLAlchemyDatasource (an ``async def``
+    transaction in an async workflow) beside our async datasources, its sync
+    SQLAlchemyDatasource beside the others."""
+    return "tx_async" if kind.endswith("-async") else "tx"
 
 
 def run_db(
     db: str, kinds: list[str], bench_url: str, pg_url: str, sizes: Sizes, trace: Trace
 ) -> None:
     """Our kinds on ``db``, between two runs of dbos on the same server (the machine may be
-    shared: the peer figure is the mean of the run before ours and the run after)."""
-    before = peer_rate(db, pg_url, sizes)
+    shared: the peer figure is the mean of the run before ours and the run after). Async
+    kinds are compared with dbos's async transaction; their ratio to its sync one is shown
+    too."""
+    scenarios = [
+        "tx",
+        *(["tx_async"] if any(peer_scenario(k) == "tx_async" for k in kinds) else []),
+    ]
+    before = {s: peer_rate(db, s, pg_url, sizes) for s in scenarios}
     measured: list[tuple[str, float, float, float | None]] = []
     for kind in kinds:
         floor = floor_commits_per_s(db, bench_url, sizes.floor)
         ours = measure(kind, None if db == "sqlite" else bench_url, sizes)
         extra = extra_round_trips(kind, bench_url, sizes, trace) if db == "postgres" else None
         measured.append((kind, ours, floor, extra))
-    after = peer_rate(db, pg_url, sizes)
-    known = [r for r in (before, after) if r is not None]
-    peer = statistics.mean(known) if known else None
-    if before is not None and after is not None:
-        print(f"    dbos-{db}: {before:.1f} wf/s before ours, {after:.1f} after", flush=True)
+    after = {s: peer_rate(db, s, pg_url, sizes) for s in scenarios}
+    peers: dict[str, float | None] = {}
+    for s in scenarios:
+        known = [r for r in (before[s], after[s]) if r is not None]
+        peers[s] = statistics.mean(known) if known else None
+        if before[s] is not None and after[s] is not None:
+            print(
+                f"    dbos-{db} {s}: {before[s]:.1f} wf/s before ours, {after[s]:.1f} after",
+                flush=True,
+            )
     for kind, ours, floor, extra in measured:
         notes: list[str] = []
+        peer = peers[peer_scenario(kind)]
         if peer:
             met = ours / peer >= MIN_PEER_RATIO
             notes.append(f"5x target {'met' if met else 'MISSED'}")
+        sync_peer = peers["tx"]
+        if peer_scenario(kind) == "tx_async" and sync_peer:
+            notes.append(f"{ours / sync_peer:.2f}x dbos's sync transaction")
         if extra is not None:
             ok = extra <= MAX_EXTRA_ROUND_TRIPS + 1e-9
             notes.append(f"{extra:.2f} round trips beyond the INSERT ({'ok' if ok else 'OVER'})")
-        print_line(f"tx wf {kind}", db, ours, "wf/s", floor=floor, peer=peer, note="; ".join(notes))
+        label = f"tx wf {kind}" + (" (vs dbos async)" if peer_scenario(kind) == "tx_async" else "")
+        print_line(label, db, ours, "wf/s", floor=floor, peer=peer, note="; ".join(notes))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ dbos runs with its defaults, as a user would get them, except that logging is tu
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -27,10 +28,10 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from dbos import DBOS, DBOSConfig, SQLAlchemyDatasource
+from dbos import DBOS, AsyncSQLAlchemyDatasource, DBOSConfig, SQLAlchemyDatasource
 from psycopg import sql
 
-SCENARIOS = ("wf1", "wf10", "queue_drain", "tx")
+SCENARIOS = ("wf1", "wf10", "queue_drain", "tx", "tx_async")
 # Per process: several benchmark scripts may run dbos at once on one server.
 SYS_DB = f"bench_dbos_peer_sys_{os.getpid()}"
 APP_DB = f"bench_dbos_peer_app_{os.getpid()}"
@@ -122,6 +123,42 @@ def _tx_workflow(app_url: str) -> tuple[Callable[[int], int], Callable[[], int]]
     return tx_wf, count_rows
 
 
+async def _tx_async(config: DBOSConfig, app_url: str, n: int, repeat: int) -> list[float]:
+    """The async twin of the transaction scenario, in one event loop (an async engine's
+    connections belong to the loop that opened them): dbos's AsyncSQLAlchemyDatasource,
+    an ``async def`` transaction and an async workflow."""
+    ds = await AsyncSQLAlchemyDatasource.create(app_url)
+    async with ds.engine.begin() as conn:
+        await conn.execute(sa.text("CREATE TABLE bench_tx (id SERIAL PRIMARY KEY, v INT)"))
+
+    @ds.transaction()
+    async def insert_row(v: int) -> int:
+        await ds.sql_session().execute(sa.text("INSERT INTO bench_tx (v) VALUES (:v)"), {"v": v})
+        return v
+
+    @DBOS.workflow()
+    async def tx_wf(v: int) -> int:
+        return await insert_row(v)
+
+    DBOS(config=config)
+    DBOS.launch()
+    try:
+        for i in range(WARMUP):
+            await tx_wf(i)
+        rates: list[float] = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            for i in range(n):
+                await tx_wf(i)
+            rates.append(n / (time.perf_counter() - start))
+        async with ds.engine.connect() as conn:
+            rows = (await conn.execute(sa.text("SELECT count(*) FROM bench_tx"))).scalar_one()
+        assert rows == WARMUP + n * repeat, "transactions did not insert one row each"
+        return rates
+    finally:
+        DBOS.destroy()
+
+
 def _queue_drain(n: int) -> float:
     q = DBOS.register_queue("bench_q")
     for h in [q.enqueue(wf1, i) for i in range(WARMUP)]:
@@ -137,12 +174,16 @@ def _queue_drain(n: int) -> float:
 def run(db: str, scenario: str, n: int, pg_base: str, repeat: int = 1) -> list[float]:
     """The rate of each timed batch (one for the queue drain)."""
     with _databases(db, pg_base) as (sys_url, app_url):
-        tx = _tx_workflow(app_url) if scenario == "tx" else None
         config: DBOSConfig = {
             "name": "bench-dbos-peer",
             "system_database_url": sys_url,
             "log_level": "WARNING",
         }
+        if scenario == "tx_async":
+            if db != "postgres":
+                raise ValueError("tx_async runs on Postgres only (as our async datasources)")
+            return asyncio.run(_tx_async(config, app_url, n, repeat))
+        tx = _tx_workflow(app_url) if scenario == "tx" else None
         DBOS(config=config)
         DBOS.launch()
         try:
