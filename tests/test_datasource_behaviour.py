@@ -93,15 +93,18 @@ def test_sqlite_a_busy_begin_is_retried_up_to_the_bound_without_running_the_body
         holder.close()
 
 
-def _recorded_names(url: str, schema: str, workflow_id: str) -> list[str]:
-    """The step names in the system database's table, read past this process's runtime."""
+def _column(url: str, table: str, column: str, where: str, order: str, key: str) -> list[Any]:
+    """``column`` of ``table``'s rows whose ``where`` column is ``key``, ordered by
+    ``order``: read past this process's runtime."""
+    query = f"SELECT {column} FROM {table} WHERE {where} = %s ORDER BY {order}"
     with psycopg.connect(url) as conn:
-        rows = conn.execute(
-            f'SELECT function_name FROM "{schema}".operation_outputs WHERE workflow_uuid = %s '  # type: ignore[arg-type]
-            "ORDER BY function_id",
-            (workflow_id,),
-        ).fetchall()
-    return [str(r[0]) for r in rows]
+        return [r[0] for r in conn.execute(query, (key,)).fetchall()]  # type: ignore[arg-type]
+
+
+def _recorded_names(url: str, schema: str, workflow_id: str) -> list[str]:
+    """The step names in the system database's table."""
+    table = f'"{schema}".operation_outputs'
+    return _column(url, table, "function_name", "workflow_uuid", "function_id", workflow_id)
 
 
 def test_a_transaction_step_record_rides_with_the_workflows_next_write(
@@ -262,6 +265,69 @@ def test_held_step_records_are_written_by_cancel_fork_and_shutdown(
     assert _recorded_names(pg_url, pg_schema, "held-host") == ["held_10", "held_20", "held_40"]
 
 
+SHOW_SETTINGS = (
+    "SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')"
+)
+
+
+def _odd_config() -> Any:
+    from dbos_sdk.datasource import PGIsolationLevel
+    from dbos_sqlalchemy_datasource import SQLAlchemyTransactionConfig
+
+    return SQLAlchemyTransactionConfig(
+        isolation_level=PGIsolationLevel.REPEATABLE_READ, read_only=True
+    )
+
+
+def _on_one_connection(cls: Any, pg_url: str, pg_schema: str) -> Any:
+    """A configured runtime and a SQLAlchemy datasource of ``cls`` whose engine has one
+    connection: what one transaction leaves on it, the next user of the engine gets."""
+    DBOS(DBOSConfig("sa-reset", system_database_url=pg_url, postgres_schema=pg_schema))
+    name = f"sa-reset-{uuid.uuid4().hex[:6]}"
+    return cls(name, pg_url, schema=pg_schema, pool_size=1, engine_kwargs={"max_overflow": 0})
+
+
+def _checkpointed_steps(url: str, schema: str, workflow_id: str) -> list[int]:
+    """The steps with a completion checkpoint in the datasource's table."""
+    table = f'"{schema}".transaction_completion'
+    return _column(url, table, "function_num", "workflow_id", "function_num", workflow_id)
+
+
+def test_sqlalchemy_settings_do_not_stay_on_the_engines_connections(
+    pg_url: str, pg_schema: str
+) -> None:
+    """SQLAlchemyDataSource configures a connection when its transaction begins (on the
+    function's first statement, or at commit when it ran none) and puts it back before the
+    pool gets it: code using ``ds.engine`` directly sees the server's defaults."""
+    import sqlalchemy as sa
+
+    ds = _on_one_connection(SQLAlchemyDataSource, pg_url, pg_schema)
+    show = sa.text(SHOW_SETTINGS)
+
+    @ds.transaction(_odd_config(), name="reads_settings")
+    def reads_settings() -> tuple[str, str]:
+        row = ds.client.execute(show).one()
+        return (str(row[0]), str(row[1]))
+
+    @ds.transaction(name="runs_nothing")
+    def runs_nothing() -> int:
+        return 5
+
+    @DBOS.workflow()
+    def wf() -> tuple[tuple[str, str], int]:
+        return (reads_settings(), runs_nothing())
+
+    DBOS.launch()
+    with SetWorkflowID("sa-reset-wf"):
+        assert wf() == (("repeatable read", "on"), 5)
+    with ds.engine.connect() as conn:
+        row = conn.execute(show).one()
+    assert (str(row[0]), str(row[1])) == ("read committed", "off")
+    # The transaction that ran no statement still committed its checkpoint; step 1 was
+    # read-only, so it has none.
+    assert _checkpointed_steps(pg_url, pg_schema, "sa-reset-wf") == [2]
+
+
 def test_async_sqlalchemy_settings_do_not_stay_on_the_engines_connections(
     pg_url: str, pg_schema: str
 ) -> None:
@@ -272,25 +338,10 @@ def test_async_sqlalchemy_settings_do_not_stay_on_the_engines_connections(
 
     import sqlalchemy as sa
 
-    from dbos_sdk.datasource import PGIsolationLevel
-    from dbos_sqlalchemy_datasource import SQLAlchemyTransactionConfig
+    ds = _on_one_connection(AsyncSQLAlchemyDataSource, pg_url, pg_schema)
+    show = sa.text(SHOW_SETTINGS)
 
-    DBOS(DBOSConfig("sa-reset", system_database_url=pg_url, postgres_schema=pg_schema))
-    ds = AsyncSQLAlchemyDataSource(
-        f"sa-reset-{uuid.uuid4().hex[:6]}",
-        pg_url,
-        schema=pg_schema,
-        pool_size=1,
-        engine_kwargs={"max_overflow": 0},
-    )
-    show = sa.text(
-        "SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')"
-    )
-    odd = SQLAlchemyTransactionConfig(
-        isolation_level=PGIsolationLevel.REPEATABLE_READ, read_only=True
-    )
-
-    @ds.transaction(odd, name="reads_settings")
+    @ds.transaction(_odd_config(), name="reads_settings")
     async def reads_settings() -> tuple[str, str]:
         row = (await ds.client.execute(show)).one()
         return (str(row[0]), str(row[1]))
@@ -313,11 +364,4 @@ def test_async_sqlalchemy_settings_do_not_stay_on_the_engines_connections(
         got = asyncio.run(wf())
     assert got == (("repeatable read", "on"), 5)
     assert asyncio.run(engine_sees()) == ("read committed", "off")
-    # The transaction that ran no statement still committed its checkpoint.
-    with psycopg.connect(pg_url) as conn:
-        found = conn.execute(
-            f'SELECT function_num FROM "{pg_schema}".transaction_completion '  # type: ignore[arg-type]
-            "WHERE workflow_id = %s ORDER BY function_num",
-            ("sa-reset-wf",),
-        ).fetchall()
-    assert [r[0] for r in found] == [2]  # step 1 was read-only: no checkpoint
+    assert _checkpointed_steps(pg_url, pg_schema, "sa-reset-wf") == [2]

@@ -10,10 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
-from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from dbos_sdk.datasource import (
@@ -34,10 +32,12 @@ from dbos_sdk.errors import DBOSDatabaseConnectionError, DBOSNotLaunchedError
 from dbos_sqlalchemy_datasource._common import (
     DRIVER_CONNECTION,
     SQLAlchemyTransactionConfig,
-    async_driver_of,
+    TransactionSession,
+    begin_with,
     driver_of_async,
     pending_orm_changes,
     psycopg_url,
+    settings_to_restore,
 )
 
 logger = logging.getLogger("dbos_sdk")
@@ -158,12 +158,11 @@ class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransact
     async def _open_transaction(self, config: SQLAlchemyTransactionConfig) -> AsyncSession:
         # Nothing crosses the greenlet bridge here: the session begins on the function's
         # first statement (or flush), in that statement's own trip, and the after_begin
-        # hook of _TransactionSession configures the connection before psycopg sends BEGIN.
+        # hook of TransactionSession configures the connection before psycopg sends BEGIN.
         session = AsyncSession(
-            bind=self.engine, expire_on_commit=False, sync_session_class=_TransactionSession
+            bind=self.engine, expire_on_commit=False, sync_session_class=TransactionSession
         )
-        isolation = psycopg.IsolationLevel[config.isolation_level.name]
-        session.info[_BEGIN_WITH] = (isolation, config.read_only, self.name)
+        begin_with(session.sync_session, config, self.name)
         return session
 
     async def _before_commit(self, client: AsyncSession) -> None:
@@ -227,42 +226,10 @@ class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransact
         return is_pg_retriable_transaction_error(error)
 
 
-_BEGIN_WITH = "dbos_begin_with"
-"""Key, in ``Session.info``: (isolation level, read-only, datasource name) of the
-transaction the session is for."""
-_RESTORE = "dbos_restore"
-"""Key, in ``Session.info``: the connection's (isolation level, read-only) before the
-transaction changed them, or None if it did not."""
-
-
-class _TransactionSession(Session):
-    """The sync face of this datasource's ``AsyncSession`` objects (see its after_begin
-    hook, :func:`_configure_connection`)."""
-
-
-@event.listens_for(_TransactionSession, "after_begin")
-def _configure_connection(session: Session, transaction: object, connection: Connection) -> None:
-    """Give the connection the transaction's isolation level and read-only flag before
-    psycopg sends BEGIN (it does so with the first statement), and note how to put the
-    connection back as it was. Runs inside the greenlet of that first statement, where
-    the adapted connection may await the driver."""
-    del transaction
-    isolation, read_only, name = session.info[_BEGIN_WITH]
-    raw = async_driver_of(connection, name)
-    was = (raw.isolation_level, raw.read_only)
-    adapted: Any = connection.connection.dbapi_connection
-    if was[0] != isolation:
-        adapted.set_isolation_level(isolation)
-    if was[1] != read_only:
-        adapted.set_read_only(read_only)
-    session.info[DRIVER_CONNECTION] = raw
-    session.info.setdefault(_RESTORE, was if was != (isolation, read_only) else None)
-
-
 async def _restore(client: AsyncSession, raw: "psycopg.AsyncConnection[Any]") -> None:
     """Put the connection's isolation level and read-only flag back (the transaction has
-    ended on it), before the session returns it to the engine's pool."""
-    was = client.info.pop(_RESTORE, None)
+    ended on it) before the session returns it to the engine's pool."""
+    was = settings_to_restore(client.sync_session)
     if was is None or raw.closed:
         return
     try:

@@ -1,14 +1,12 @@
 """What the Session and AsyncSession datasources share."""
 
-import functools
-from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 import attrs
 import psycopg
-from sqlalchemy import URL, Connection, make_url
+from sqlalchemy import URL, Connection, event, make_url
 from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session
 
 from dbos_sdk.datasource import PGTransactionConfig
 from dbos_sdk.errors import DBOSConfigurationError
@@ -35,18 +33,6 @@ def psycopg_url(name: str, url: str) -> URL:
             f"postgresql:// or postgresql+psycopg:// URL, not {parsed.drivername}://."
         )
     return parsed.set(drivername="postgresql+psycopg")
-
-
-@functools.cache
-def _options(isolation_level: str, read_only: bool) -> Mapping[str, Any]:
-    return MappingProxyType({"isolation_level": isolation_level, "postgresql_readonly": read_only})
-
-
-def connection_options(config: SQLAlchemyTransactionConfig) -> Mapping[str, Any]:
-    """Execution options that begin the transaction as ``config`` says (SQLAlchemy resets
-    them when the connection goes back to the pool). One read-only mapping per setting,
-    built once: opening a transaction builds no dict."""
-    return _options(config.isolation_level.value, config.read_only)
 
 
 def raw_connection(dbapi: object, name: str) -> "psycopg.Connection[Any]":
@@ -92,3 +78,54 @@ def pending_orm_changes(session: Any) -> bool:
     """Whether the session has objects to flush (skipping an empty flush saves a call into
     the ORM, and for an AsyncSession a trip through the greenlet bridge)."""
     return bool(session.new or session.dirty or session.deleted)
+
+
+# --- beginning a transaction on the function's first statement ---------------------------
+
+_BEGIN_WITH = "dbos_begin_with"
+"""Key, in ``Session.info``: (isolation level, read-only, datasource name) of the
+transaction the session is for."""
+_RESTORE = "dbos_restore"
+"""Key, in ``Session.info``: the connection's (isolation level, read-only) before the
+transaction changed them, or None if it did not."""
+
+Settings = tuple[psycopg.IsolationLevel | None, bool | None]
+
+
+class TransactionSession(Session):
+    """The (sync face of the) session of one transaction: it begins on the function's first
+    statement, flush, or at commit, and its after_begin hook (:func:`_configure_connection`)
+    configures the connection then. Opening a transaction therefore checks nothing out."""
+
+
+def begin_with(session: Session, config: SQLAlchemyTransactionConfig, name: str) -> None:
+    """Say how ``session`` (a :class:`TransactionSession`) is to begin its transaction."""
+    isolation = psycopg.IsolationLevel[config.isolation_level.name]
+    session.info[_BEGIN_WITH] = (isolation, config.read_only, name)
+
+
+@event.listens_for(TransactionSession, "after_begin")
+def _configure_connection(session: Session, transaction: object, connection: Connection) -> None:
+    """Give the connection the transaction's isolation level and read-only flag before
+    psycopg sends BEGIN (it does so with the first statement), and note how to put it back.
+    For an async engine this runs inside the greenlet of that first statement, where the
+    adapted connection's setters may await the driver."""
+    del transaction
+    isolation, read_only, name = session.info[_BEGIN_WITH]
+    adapted: Any = connection.connection.dbapi_connection
+    raw = getattr(adapted, "driver_connection", adapted)
+    if not isinstance(raw, psycopg.Connection | psycopg.AsyncConnection):
+        raw_connection(raw, name)  # raises the configuration error that names the driver
+    was: Settings = (raw.isolation_level, raw.read_only)
+    if was[0] != isolation:
+        adapted.set_isolation_level(isolation)
+    if was[1] != read_only:
+        adapted.set_read_only(read_only)
+    session.info[DRIVER_CONNECTION] = raw
+    session.info.setdefault(_RESTORE, was if was != (isolation, read_only) else None)
+
+
+def settings_to_restore(session: Session) -> Settings | None:
+    """The settings to put back on the transaction's connection (once), or None."""
+    was: Settings | None = session.info.pop(_RESTORE, None)
+    return was

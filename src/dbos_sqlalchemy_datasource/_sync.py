@@ -1,5 +1,6 @@
 """The Session datasource."""
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,11 +27,15 @@ from dbos_sdk.errors import DBOSDatabaseConnectionError, DBOSNotLaunchedError
 from dbos_sqlalchemy_datasource._common import (
     DRIVER_CONNECTION,
     SQLAlchemyTransactionConfig,
-    connection_options,
+    TransactionSession,
+    begin_with,
     pending_orm_changes,
     psycopg_url,
     raw_connection,
+    settings_to_restore,
 )
+
+logger = logging.getLogger("dbos_sdk")
 
 
 class SQLAlchemyDataSource(SyncDataSource[Session, SQLAlchemyTransactionConfig]):
@@ -138,15 +143,10 @@ class SQLAlchemyDataSource(SyncDataSource[Session, SQLAlchemyTransactionConfig])
         return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
     def _open_transaction(self, config: SQLAlchemyTransactionConfig) -> Session:
-        session = Session(bind=self.engine, expire_on_commit=False)
-        try:
-            conn = session.connection(execution_options=connection_options(config))
-            session.info[DRIVER_CONNECTION] = raw_connection(
-                conn.connection.dbapi_connection, self.name
-            )
-        except BaseException:
-            session.close()
-            raise
+        # The session begins on the function's first statement (or flush); the after_begin
+        # hook of TransactionSession configures the connection before psycopg sends BEGIN.
+        session = TransactionSession(bind=self.engine, expire_on_commit=False)
+        begin_with(session, config, self.name)
         return session
 
     def _before_commit(self, client: Session) -> None:
@@ -158,17 +158,27 @@ class SQLAlchemyDataSource(SyncDataSource[Session, SQLAlchemyTransactionConfig])
     def _commit_transaction(
         self, client: Session, checkpoint: TransactionCheckpoint | None
     ) -> bool:
-        if checkpoint is not None:
-            raw: psycopg.Connection[Any] = client.info[DRIVER_CONNECTION]
-            # Checkpoint and COMMIT in one round trip on the driver connection; the
-            # session's own commit then finds the transaction over and sends nothing.
-            if not pg_commit_with_checkpoint(raw, self.schema, checkpoint):
-                client.rollback()
-                return False
+        if DRIVER_CONNECTION not in client.info:
+            client.connection()  # the function ran no statement: begin now
+        raw: psycopg.Connection[Any] = client.info[DRIVER_CONNECTION]
+        # Checkpoint and COMMIT in one round trip on the driver connection; the session's
+        # own commit then finds the transaction over and sends nothing.
+        committed = pg_commit_with_checkpoint(raw, self.schema, checkpoint)
+        _restore(client, raw)
+        if not committed:
+            client.rollback()
+            return False
         client.commit()
         return True
 
     def _rollback_transaction(self, client: Session) -> None:
+        raw: psycopg.Connection[Any] | None = client.info.get(DRIVER_CONNECTION)
+        if raw is not None:
+            try:
+                raw.rollback()
+                _restore(client, raw)
+            except psycopg.Error as exc:  # lost: SQLAlchemy's rollback discards it
+                logger.debug("%r: rollback on the driver connection failed: %r", self, exc)
         client.rollback()
 
     def _close_transaction(self, client: Session) -> None:
@@ -188,3 +198,17 @@ class SQLAlchemyDataSource(SyncDataSource[Session, SQLAlchemyTransactionConfig])
         """Serialization failure, deadlock and lost connections, also when SQLAlchemy wraps
         them (see :func:`dbos_sdk.datasource.is_pg_retriable_transaction_error`)."""
         return is_pg_retriable_transaction_error(error)
+
+
+def _restore(client: Session, raw: "psycopg.Connection[Any]") -> None:
+    """Put the connection's isolation level and read-only flag back (the transaction has
+    ended on it) before the session returns it to the engine's pool."""
+    was = settings_to_restore(client)
+    if was is None or raw.closed:
+        return
+    try:
+        raw.set_isolation_level(was[0])
+        raw.set_read_only(was[1])
+    except psycopg.Error:
+        # A connection that cannot be reset must not go back to the pool as it is.
+        client.invalidate()
