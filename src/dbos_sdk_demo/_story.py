@@ -48,8 +48,9 @@ PAUSE_AT_STEP: Final = 4
 MISSED_TICKS: Final = 2
 """How many ticks fall due while no app process runs."""
 SETTLE_S: Final = 0.5
-STEPS_WAIT_S: Final = 5.0
 """The app is not killed this close to its next tick (so that no tick is half-started)."""
+STEPS_WAIT_S: Final = 5.0
+"""How long the steps before the pause may take to appear in the system database."""
 RESTART_MARGIN_S: Final = 0.3
 """The restart comes this long after the last missed tick fell due."""
 LATE_S: Final = 0.5
