@@ -60,11 +60,7 @@ class HeldSteps:
                 return False
             entry = self._by_workflow.get(workflow_id)
             if entry is None:
-                due = time.monotonic() + self.hold_s
-                self._by_workflow[workflow_id] = _Entry([row], due)
-                if self._sleeping:
-                    self._sleeping = False
-                    self._cond.notify()
+                self._add(workflow_id, [row], self.hold_s)
             else:
                 entry.rows.append(row)
             if self._flusher is None:
@@ -89,12 +85,17 @@ class HeldSteps:
         with self._cond:
             entry = self._by_workflow.get(workflow_id)
             if entry is None:
-                self._by_workflow[workflow_id] = _Entry(list(rows), time.monotonic() + RETRY_S)
-                if self._sleeping:
-                    self._sleeping = False
-                    self._cond.notify()
+                self._add(workflow_id, list(rows), RETRY_S)
             else:
                 entry.rows[:0] = rows
+
+    def _add(self, workflow_id: str, rows: list[StepRow], after_s: float) -> None:
+        """(With the lock held.) A new entry, due ``after_s`` from now; wakes a sleeping
+        flusher (one that polls will find it)."""
+        self._by_workflow[workflow_id] = _Entry(rows, time.monotonic() + after_s)
+        if self._sleeping:
+            self._sleeping = False
+            self._cond.notify()
 
     def peek(self, workflow_id: str) -> list[StepRow]:
         """The workflow's held rows, left held."""
