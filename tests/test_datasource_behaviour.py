@@ -365,3 +365,18 @@ def test_async_sqlalchemy_settings_do_not_stay_on_the_engines_connections(
     assert got == (("repeatable read", "on"), 5)
     assert asyncio.run(engine_sees()) == ("read committed", "off")
     assert _checkpointed_steps(pg_url, pg_schema, "sa-reset-wf") == [2]
+
+
+def test_sqlalchemy_engine_not_on_psycopg_is_a_configuration_error_at_launch(
+    tmp_path: Path,
+) -> None:
+    import sqlalchemy as sa
+
+    from dbos_sdk.errors import DBOSConfigurationError
+
+    DBOS(DBOSConfig("sa-driver", system_database_url=f"sqlite:///{tmp_path}/sys.sqlite"))
+    engine = sa.create_engine(f"sqlite:///{tmp_path}/app.sqlite")
+    SQLAlchemyDataSource("sa-driver", engine)
+    with pytest.raises(DBOSConfigurationError, match=r"SQLAlchemyDataSource\('sa-driver'\) needs"):
+        DBOS.launch()
+    engine.dispose()

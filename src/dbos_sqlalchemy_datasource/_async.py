@@ -37,6 +37,7 @@ from dbos_sqlalchemy_datasource._common import (
     driver_of_async,
     pending_orm_changes,
     psycopg_url,
+    raw_async_connection,
     settings_to_restore,
 )
 
@@ -162,7 +163,7 @@ class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransact
         session = AsyncSession(
             bind=self.engine, expire_on_commit=False, sync_session_class=TransactionSession
         )
-        begin_with(session.sync_session, config, self.name)
+        begin_with(session.sync_session, config, self.name, raw_async_connection)
         return session
 
     async def _before_commit(self, client: AsyncSession) -> None:

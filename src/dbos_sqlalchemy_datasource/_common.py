@@ -1,5 +1,6 @@
 """What the Session and AsyncSession datasources share."""
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -54,7 +55,8 @@ def raw_async_connection(dbapi: object, name: str) -> "psycopg.AsyncConnection[A
 
 
 DRIVER_CONNECTION = "dbos_driver_connection"
-"""Key, in ``Session.info``, of the transaction's psycopg connection (found once, at open)."""
+"""Key, in ``Session.info``, of the transaction's psycopg connection (found once, when the
+transaction begins)."""
 
 
 def driver_of_async(conn: object, name: str) -> "psycopg.AsyncConnection[Any]":
@@ -67,13 +69,6 @@ def driver_of_async(conn: object, name: str) -> "psycopg.AsyncConnection[Any]":
     return raw_async_connection(getattr(adapted, "driver_connection", adapted), name)
 
 
-def async_driver_of(conn: Connection, name: str) -> "psycopg.AsyncConnection[Any]":
-    """The psycopg connection under the sync face of an async engine's connection (what
-    ``AsyncSession.run_sync`` functions see), found without a round trip."""
-    adapted = conn.connection.dbapi_connection
-    return raw_async_connection(getattr(adapted, "driver_connection", adapted), name)
-
-
 def pending_orm_changes(session: Any) -> bool:
     """Whether the session has objects to flush (skipping an empty flush saves a call into
     the ORM, and for an AsyncSession a trip through the greenlet bridge)."""
@@ -83,8 +78,8 @@ def pending_orm_changes(session: Any) -> bool:
 # --- beginning a transaction on the function's first statement ---------------------------
 
 _BEGIN_WITH = "dbos_begin_with"
-"""Key, in ``Session.info``: (isolation level, read-only, datasource name) of the
-transaction the session is for."""
+"""Key, in ``Session.info``: (isolation level, read-only, datasource name, driver check) of
+the transaction the session is for."""
 _RESTORE = "dbos_restore"
 """Key, in ``Session.info``: the connection's (isolation level, read-only) before the
 transaction changed them, or None if it did not."""
@@ -98,10 +93,17 @@ class TransactionSession(Session):
     configures the connection then. Opening a transaction therefore checks nothing out."""
 
 
-def begin_with(session: Session, config: SQLAlchemyTransactionConfig, name: str) -> None:
-    """Say how ``session`` (a :class:`TransactionSession`) is to begin its transaction."""
+def begin_with(
+    session: Session,
+    config: SQLAlchemyTransactionConfig,
+    name: str,
+    driver: Callable[[object, str], "psycopg.Connection[Any] | psycopg.AsyncConnection[Any]"],
+) -> None:
+    """Say how ``session`` (a :class:`TransactionSession`) is to begin its transaction;
+    ``driver`` (:func:`raw_connection` or :func:`raw_async_connection`) checks the psycopg
+    connection under the engine's connection and names the datasource when it is not one."""
     isolation = psycopg.IsolationLevel[config.isolation_level.name]
-    session.info[_BEGIN_WITH] = (isolation, config.read_only, name)
+    session.info[_BEGIN_WITH] = (isolation, config.read_only, name, driver)
 
 
 @event.listens_for(TransactionSession, "after_begin")
@@ -111,11 +113,9 @@ def _configure_connection(session: Session, transaction: object, connection: Con
     For an async engine this runs inside the greenlet of that first statement, where the
     adapted connection's setters may await the driver."""
     del transaction
-    isolation, read_only, name = session.info[_BEGIN_WITH]
+    isolation, read_only, name, driver = session.info[_BEGIN_WITH]
     adapted: Any = connection.connection.dbapi_connection
-    raw = getattr(adapted, "driver_connection", adapted)
-    if not isinstance(raw, psycopg.Connection | psycopg.AsyncConnection):
-        raw_connection(raw, name)  # raises the configuration error that names the driver
+    raw = driver(getattr(adapted, "driver_connection", adapted), name)
     was: Settings = (raw.isolation_level, raw.read_only)
     if was[0] != isolation:
         adapted.set_isolation_level(isolation)

@@ -146,7 +146,7 @@ class SQLAlchemyDataSource(SyncDataSource[Session, SQLAlchemyTransactionConfig])
         # The session begins on the function's first statement (or flush); the after_begin
         # hook of TransactionSession configures the connection before psycopg sends BEGIN.
         session = TransactionSession(bind=self.engine, expire_on_commit=False)
-        begin_with(session, config, self.name)
+        begin_with(session, config, self.name, raw_connection)
         return session
 
     def _before_commit(self, client: Session) -> None:
