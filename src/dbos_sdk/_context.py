@@ -65,8 +65,9 @@ class StepCall:
     recorded_elsewhere: bool = False
     """Set (by a datasource, through ``mark_recorded_elsewhere``) when the call's outcome
     is durably committed in another database already: a transaction's completion
-    checkpoint. The system database may then commit its record of the step without
-    waiting for the disk, since replay finds the outcome there if a server crash loses it."""
+    checkpoint. The system database may then hold its record of the step for the
+    workflow's next write (see ``SystemDatabase.record_step``), since replay finds the
+    outcome there if the record is lost."""
 
 
 current_step: ContextVar[StepCall | None] = ContextVar("dbos_step", default=None)

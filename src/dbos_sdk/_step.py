@@ -52,7 +52,7 @@ def step_protocol(rt: Runtime, ctx: WorkflowContext, reg: RegisteredFunction) ->
         assert got is not None
         outcome = got
         # An outcome a datasource has durably checkpointed already (and that is recorded
-        # here as it is) can be recorded here lazily: replay would find it there.
+        # here as it is) may be recorded here later: replay would find it there.
         recorded_elsewhere = call.recorded_elsewhere
         if outcome.error is None:
             break

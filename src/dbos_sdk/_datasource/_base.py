@@ -480,8 +480,8 @@ class AsyncDataSource(_DataSourceBase[ClientT, ConfigT]):
 
 
 def _settle(settled: Settled) -> Any:
-    """Tell the engine when the outcome is the step's committed checkpoint (its record in
-    the system database then needs no disk flush of its own); return or raise it."""
+    """Tell the engine when the outcome is the step's committed checkpoint (the system
+    database may then hold its record for the workflow's next write); return or raise it."""
     if settled.checkpointed:
         mark_recorded_elsewhere()
     return settled.outcome.unwrap()
