@@ -380,3 +380,22 @@ def test_sqlalchemy_engine_not_on_psycopg_is_a_configuration_error_at_launch(
     with pytest.raises(DBOSConfigurationError, match=r"SQLAlchemyDataSource\('sa-driver'\) needs"):
         DBOS.launch()
     engine.dispose()
+
+
+@pytest.mark.parametrize("cls", [SQLAlchemyDataSource, AsyncSQLAlchemyDataSource])
+def test_sqlalchemy_engine_before_launch_and_an_unreachable_server_are_named_errors(
+    cls: Any, tmp_path: Path
+) -> None:
+    from dbos_sdk.errors import DBOSDatabaseConnectionError, DBOSNotLaunchedError
+
+    DBOS(DBOSConfig("sa-nowhere", system_database_url=f"sqlite:///{tmp_path}/sys.sqlite"))
+    ds = cls("sa-nowhere", "postgresql://someone:secret@127.0.0.1:1/never-connected")
+    with pytest.raises(DBOSNotLaunchedError, match=r"is not open: its transactions run between"):
+        _ = ds.engine
+    with pytest.raises(DBOSDatabaseConnectionError) as caught:
+        DBOS.launch()
+    message = str(caught.value)
+    assert f"{cls.__name__}('sa-nowhere') cannot connect to" in message
+    assert "127.0.0.1:1/never-connected" in message and "secret" not in message
+    with pytest.raises(DBOSNotLaunchedError):  # the engine it created is gone again
+        _ = ds.engine

@@ -12,7 +12,6 @@ from typing import Any
 import psycopg
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from dbos_sdk.datasource import (
     AsyncDataSource,
@@ -28,15 +27,14 @@ from dbos_sdk.datasource import (
     pg_read_checkpoint_async,
     register_data_source,
 )
-from dbos_sdk.errors import DBOSDatabaseConnectionError, DBOSNotLaunchedError
 from dbos_sqlalchemy_datasource._common import (
     DRIVER_CONNECTION,
+    EngineSlot,
     SQLAlchemyTransactionConfig,
     TransactionSession,
     begin_with,
     driver_of_async,
     pending_orm_changes,
-    psycopg_url,
     raw_async_connection,
     settings_to_restore,
 )
@@ -75,10 +73,7 @@ class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransact
             retry=retry,
         )
         self.schema = check_pg_schema_name(schema)
-        self._url = psycopg_url(name, url) if isinstance(url, str) else None
-        self._given_engine = None if isinstance(url, str) else url
-        self._engine: AsyncEngine | None = None
-        self._engine_kwargs = {"pool_size": pool_size, **(engine_kwargs or {})}
+        self._engine = EngineSlot[AsyncEngine](name, url, pool_size, engine_kwargs)
         self._create = create_checkpoint_schema
         self._loop = BackgroundLoop(f"dbos-ds-{name}")
         register_data_source(self)
@@ -86,32 +81,18 @@ class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransact
     @property
     def engine(self) -> AsyncEngine:
         """The async engine transactions run on (between launch and shutdown)."""
-        if self._engine is None:
-            raise DBOSNotLaunchedError(
-                f"{self!r} is not open: its transactions run between DBOS.launch() and "
-                "DBOS.shutdown()."
-            )
-        return self._engine
+        return self._engine.require(self)
 
     # --- lifecycle -------------------------------------------------------------------
 
     def initialize(self) -> None:
         """Create the engine (unless one was given); check connectivity and the checkpoint table."""
-        if self._given_engine is not None:
-            self._engine = self._given_engine
-        else:
-            assert self._url is not None
-            self._engine = create_async_engine(self._url, **self._engine_kwargs)
+        self._engine.open(create_async_engine)
         try:
             self._loop.run(self._check_schema())
         except OperationalError as exc:
             self.destroy()
-            url = self._url or (self._given_engine.url if self._given_engine else None)
-            where = url.render_as_string(hide_password=True) if url is not None else "<no URL>"
-            raise DBOSDatabaseConnectionError(
-                f"{self!r} cannot connect to {where}: {exc.orig}. Check the URL and that the "
-                "server is up."
-            ) from exc
+            raise self._engine.connection_error(self, exc) from exc
         except BaseException:
             self.destroy()
             raise
@@ -126,9 +107,9 @@ class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransact
 
     def destroy(self) -> None:
         """Dispose of the engine this datasource created (an engine it was given stays)."""
-        engine, self._engine = self._engine, None
-        if engine is not None and engine is not self._given_engine:
-            self._loop.run(engine.dispose())
+        created = self._engine.close()
+        if created is not None:
+            self._loop.run(created.dispose())
         self._loop.stop()
 
     def install_checkpoint_schema(self) -> None:
@@ -136,11 +117,7 @@ class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransact
         tests, as a role allowed to create them."""
 
         async def install() -> None:
-            engine = self._engine or self._given_engine
-            temporary = engine is None
-            if engine is None:
-                assert self._url is not None
-                engine = create_async_engine(self._url, poolclass=NullPool)
+            engine, temporary = self._engine.any_or_temporary(create_async_engine)
             try:
                 async with engine.connect() as conn:
                     auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -151,7 +128,7 @@ class AsyncSQLAlchemyDataSource(AsyncDataSource[AsyncSession, SQLAlchemyTransact
                     await engine.dispose()
 
         self._loop.run(install())
-        if self._engine is None:
+        if self._engine.current is None:
             self._loop.stop()
 
     # --- hooks ----------------------------------------------------------------------------

@@ -1,16 +1,22 @@
 """What the Session and AsyncSession datasources share."""
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 import attrs
 import psycopg
-from sqlalchemy import URL, Connection, event, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy import URL, Connection, Engine, event, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from dbos_sdk.datasource import PGTransactionConfig
-from dbos_sdk.errors import DBOSConfigurationError
+from dbos_sdk.errors import (
+    DBOSConfigurationError,
+    DBOSDatabaseConnectionError,
+    DBOSNotLaunchedError,
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -34,6 +40,68 @@ def psycopg_url(name: str, url: str) -> URL:
             f"postgresql:// or postgresql+psycopg:// URL, not {parsed.drivername}://."
         )
     return parsed.set(drivername="postgresql+psycopg")
+
+
+E = TypeVar("E", Engine, AsyncEngine)
+
+
+class EngineSlot(Generic[E]):
+    """The engine a SQLAlchemy datasource runs on: one it creates from a URL at launch and
+    disposes of at shutdown, or one it was given (used, never disposed)."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str | E,
+        pool_size: int,
+        engine_kwargs: Mapping[str, Any] | None,
+    ) -> None:
+        self.url = psycopg_url(name, url) if isinstance(url, str) else None
+        self.given: E | None = None if isinstance(url, str) else url
+        self.current: E | None = None
+        self.kwargs = {"pool_size": pool_size, **(engine_kwargs or {})}
+
+    def require(self, owner: object) -> E:
+        """The engine between launch and shutdown; a named error elsewhere."""
+        if self.current is None:
+            raise DBOSNotLaunchedError(
+                f"{owner!r} is not open: its transactions run between DBOS.launch() and "
+                "DBOS.shutdown()."
+            )
+        return self.current
+
+    def open(self, create: Callable[..., E]) -> None:
+        """At launch: take the given engine, or create one with ``create``."""
+        if self.given is not None:
+            self.current = self.given
+        else:
+            assert self.url is not None
+            self.current = create(self.url, **self.kwargs)
+
+    def close(self) -> E | None:
+        """At shutdown: forget the engine; return it if the datasource created it (the
+        caller disposes of it)."""
+        engine = self.current
+        self.current = None
+        return None if engine is None or engine is self.given else engine
+
+    def any_or_temporary(self, create: Callable[..., E]) -> tuple[E, bool]:
+        """The open or given engine, or a temporary one (True: dispose of it after use),
+        for work that may run before launch."""
+        engine = self.current or self.given
+        if engine is not None:
+            return engine, False
+        assert self.url is not None
+        return create(self.url, poolclass=NullPool), True
+
+    def connection_error(self, owner: object, exc: OperationalError) -> DBOSDatabaseConnectionError:
+        """The error launch raises when the database cannot be reached."""
+        url = self.url or (self.given.url if self.given is not None else None)
+        where = url.render_as_string(hide_password=True) if url is not None else "<no URL>"
+        return DBOSDatabaseConnectionError(
+            f"{owner!r} cannot connect to {where}: {exc.orig}. Check the URL and that the "
+            "server is up."
+        )
 
 
 def raw_connection(dbapi: object, name: str) -> "psycopg.Connection[Any]":

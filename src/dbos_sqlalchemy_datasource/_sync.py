@@ -8,7 +8,6 @@ import psycopg
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
 from dbos_sdk.datasource import (
     SyncDataSource,
@@ -23,14 +22,13 @@ from dbos_sdk.datasource import (
     pg_read_checkpoint,
     register_data_source,
 )
-from dbos_sdk.errors import DBOSDatabaseConnectionError, DBOSNotLaunchedError
 from dbos_sqlalchemy_datasource._common import (
     DRIVER_CONNECTION,
+    EngineSlot,
     SQLAlchemyTransactionConfig,
     TransactionSession,
     begin_with,
     pending_orm_changes,
-    psycopg_url,
     raw_connection,
     settings_to_restore,
 )
@@ -65,32 +63,20 @@ class SQLAlchemyDataSource(SyncDataSource[Session, SQLAlchemyTransactionConfig])
             name, ds_type="sqlalchemy", config_type=SQLAlchemyTransactionConfig, retry=retry
         )
         self.schema = check_pg_schema_name(schema)
-        self._url = psycopg_url(name, url) if isinstance(url, str) else None
-        self._given_engine = None if isinstance(url, str) else url
-        self._engine: Engine | None = None
-        self._engine_kwargs = {"pool_size": pool_size, **(engine_kwargs or {})}
+        self._engine = EngineSlot[Engine](name, url, pool_size, engine_kwargs)
         self._create = create_checkpoint_schema
         register_data_source(self)
 
     @property
     def engine(self) -> Engine:
         """The engine transactions run on (between launch and shutdown)."""
-        if self._engine is None:
-            raise DBOSNotLaunchedError(
-                f"{self!r} is not open: its transactions run between DBOS.launch() and "
-                "DBOS.shutdown()."
-            )
-        return self._engine
+        return self._engine.require(self)
 
     # --- lifecycle -------------------------------------------------------------------
 
     def initialize(self) -> None:
         """Create the engine (unless one was given); check connectivity and the checkpoint table."""
-        if self._given_engine is not None:
-            self._engine = self._given_engine
-        else:
-            assert self._url is not None
-            self._engine = create_engine(self._url, **self._engine_kwargs)
+        self._engine.open(create_engine)
         try:
             with self._autocommit() as conn:
                 pg_ensure_checkpoint_schema(
@@ -101,33 +87,21 @@ class SQLAlchemyDataSource(SyncDataSource[Session, SQLAlchemyTransactionConfig])
                 )
         except OperationalError as exc:
             self.destroy()
-            where = self._engine_url_for_messages()
-            raise DBOSDatabaseConnectionError(
-                f"{self!r} cannot connect to {where}: {exc.orig}. Check the URL and that the "
-                "server is up."
-            ) from exc
+            raise self._engine.connection_error(self, exc) from exc
         except BaseException:
             self.destroy()
             raise
 
-    def _engine_url_for_messages(self) -> str:
-        url = self._url or (self._given_engine.url if self._given_engine is not None else None)
-        return url.render_as_string(hide_password=True) if url is not None else "<no URL>"
-
     def destroy(self) -> None:
         """Dispose of the engine this datasource created (an engine it was given stays)."""
-        engine, self._engine = self._engine, None
-        if engine is not None and engine is not self._given_engine:
-            engine.dispose()
+        created = self._engine.close()
+        if created is not None:
+            created.dispose()
 
     def install_checkpoint_schema(self) -> None:
         """Create the checkpoint schema and table now (idempotent): for deploy scripts and
         tests, as a role allowed to create them."""
-        engine = self._engine or self._given_engine
-        temporary = engine is None
-        if engine is None:
-            assert self._url is not None
-            engine = create_engine(self._url, poolclass=NullPool)
+        engine, temporary = self._engine.any_or_temporary(create_engine)
         try:
             with engine.connect() as conn:
                 auto = conn.execution_options(isolation_level="AUTOCOMMIT")
